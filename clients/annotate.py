@@ -1,0 +1,148 @@
+"""Draw results on RGB frames with OpenCV and write annotated videos.
+
+Boxes carry ``class name score`` in a colour fixed per class id; the caption sits in a dark
+banner at the bottom, wrapped to the frame width and cut with ``...`` after ``max_lines`` lines.
+OpenCV's fonts are ASCII only: accents are dropped and other characters become ``?``.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import unicodedata
+from collections.abc import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from clients.images import check_rgb
+from clients.mp4 import Mp4Writer
+from clients.results import Detection, ImageResult
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+_GOLDEN = 0.618033988749895
+_ELLIPSIS = "..."
+
+
+class AnnotatedVideoWriter(Mp4Writer):
+    """MP4 writer (H.264 ``libx264`` when PyAV has it, else ``mpeg4``; yuv420p; even size) for annotated frames.
+
+    ``AnnotatedVideoWriter(path, fps, (width, height))`` as a context manager; ``write(rgb, timestamp_s)``.
+    """
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """A bright RGB colour that is the same for a class id in every frame and run."""
+    r, g, b = colorsys.hsv_to_rgb((int(class_id) * _GOLDEN) % 1.0, 0.85, 0.95)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def ascii_text(text: str) -> str:
+    """Text OpenCV can draw: accents stripped, other non-ASCII characters as ``?``, whitespace collapsed."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    chars = (c if ord(c) < 128 else "?" for c in decomposed if not unicodedata.combining(c))
+    return " ".join("".join(chars).split())
+
+
+def text_style(width: int, height: int) -> tuple[float, int]:
+    """Font scale and thickness that read well on a frame of this size."""
+    scale = float(np.clip(min(width, height) / 900.0, 0.35, 1.2))
+    return scale, max(1, round(scale * 2))
+
+
+def wrap_text(text: str, max_width: int, scale: float, thickness: int, max_lines: int = 2) -> list[str]:
+    """Greedy word wrap to ``max_width`` pixels; overflow beyond ``max_lines`` ends in ``...``."""
+    words = ascii_text(text).split()
+    if not words or max_lines < 1:
+        return []
+
+    def fits(s: str) -> bool:
+        return cv2.getTextSize(s, FONT, scale, thickness)[0][0] <= max_width
+
+    lines: list[str] = []
+    current = ""
+    for word in words:
+        candidate = f"{current} {word}".strip()
+        if fits(candidate):
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+        current = word if fits(word) else _cut(word, fits, ellipsis=False)
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = _cut(lines[-1] + " " + _ELLIPSIS, fits, ellipsis=True)
+    return lines
+
+
+def _cut(text: str, fits: Callable[[str], bool], ellipsis: bool) -> str:
+    """Drop characters from the end until the text (plus ``...`` when asked) fits."""
+    base = text[: -len(_ELLIPSIS)].rstrip() if ellipsis and text.endswith(_ELLIPSIS) else text
+    suffix = _ELLIPSIS if ellipsis else ""
+    while base and not fits(base + suffix):
+        base = base[:-1]
+    return (base.rstrip() + suffix) if base else suffix
+
+
+def draw_detections(rgb: np.ndarray, detections: Iterable[Detection]) -> np.ndarray:
+    """A copy of ``rgb`` with a box and a ``name score`` tag per detection (best drawn last, on top)."""
+    out = check_rgb(rgb).copy()
+    h, w = out.shape[:2]
+    scale, thick = text_style(w, h)
+    line = max(2, round(min(w, h) / 240))
+    for det in sorted(detections, key=lambda d: d.score):
+        x1, y1, x2, y2 = (round(float(v)) for v in det.box)
+        x1, x2 = sorted((int(np.clip(x1, 0, w - 1)), int(np.clip(x2, 0, w - 1))))
+        y1, y2 = sorted((int(np.clip(y1, 0, h - 1)), int(np.clip(y2, 0, h - 1))))
+        color = class_color(det.class_id)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, line, cv2.LINE_AA)
+        label = ascii_text(f"{det.class_name} {det.score:.2f}")
+        (tw, th), base = cv2.getTextSize(label, FONT, scale, thick)
+        pad = max(2, thick + 1)
+        top = y1 - th - base - 2 * pad
+        if top < 0:  # no room above the box: put the tag inside it
+            top = y1
+        left = int(np.clip(x1, 0, max(0, w - tw - 2 * pad)))
+        cv2.rectangle(out, (left, top), (left + tw + 2 * pad, top + th + base + 2 * pad), color, cv2.FILLED)
+        ink = (0, 0, 0) if _luminance(color) > 140 else (255, 255, 255)
+        cv2.putText(out, label, (left + pad, top + pad + th), FONT, scale, ink, thick, cv2.LINE_AA)
+    return out
+
+
+def draw_caption(rgb: np.ndarray, text: str, max_lines: int = 2) -> np.ndarray:
+    """A copy of ``rgb`` with ``text`` in a translucent dark banner along the bottom."""
+    out = check_rgb(rgb).copy()
+    h, w = out.shape[:2]
+    scale, thick = text_style(w, h)
+    pad = max(4, round(8 * scale))
+    lines = wrap_text(text, w - 2 * pad, scale, thick, max_lines)
+    if not lines:
+        return out
+    (_, th), base = cv2.getTextSize("Ag", FONT, scale, thick)
+    line_h = th + base + pad // 2
+    banner_h = min(h, len(lines) * line_h + pad * 2)
+    top = h - banner_h
+    region = out[top:h].astype(np.float32)
+    out[top:h] = (region * 0.35).astype(np.uint8)  # darken to 35%
+    y = top + pad + th
+    for line in lines:
+        cv2.putText(out, line, (pad, y), FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        y += line_h
+    return out
+
+
+def annotate(
+    rgb: np.ndarray, result: ImageResult, timestamp_s: float | None = None, max_caption_lines: int = 2
+) -> np.ndarray:
+    """Boxes plus a caption banner (``[12.5 s] caption``; the best scene label when there is no caption)."""
+    out = draw_detections(rgb, result.detections)
+    caption = result.caption or (result.labels[0].name if result.labels else "")
+    if timestamp_s is not None:
+        caption = f"[{timestamp_s:.1f} s] {caption}".strip()
+    return draw_caption(out, caption, max_caption_lines)
+
+
+def _luminance(color: tuple[int, int, int]) -> float:
+    r, g, b = color
+    return 0.299 * r + 0.587 * g + 0.114 * b

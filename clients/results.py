@@ -1,0 +1,483 @@
+"""Typed results of the ``scene_understanding`` ensemble and the ``results.json`` file.
+
+``parse_outputs`` turns the ensemble's output arrays into ``ImageResult`` objects; ``VideoResults``
+and ``ImageSetResults`` are the two kinds of ``results.json`` (see ``clients/RESULTS_SCHEMA.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmw.errors import InferenceError, InputError
+
+SCHEMA_VERSION = "1.0"
+
+#: Output tensors of the ensemble, in the order the client requests them.
+OUTPUT_NAMES: tuple[str, ...] = (
+    "BOXES",
+    "SCORES",
+    "CLASS_IDS",
+    "CLASS_NAMES",
+    "NUM_DETECTIONS",
+    "LABELS",
+    "LABEL_SCORES",
+    "CAPTION",
+    "CAPTION_SOURCE",
+)
+
+# Decimals kept in results.json: pixels, scores, seconds.
+_BOX_DECIMALS = 2
+_SCORE_DECIMALS = 4
+_TIME_DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: ``box`` is (x1, y1, x2, y2) in pixels of the image that was sent."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    class_id: int
+    class_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), _BOX_DECIMALS) for v in self.box],
+            "score": round(float(self.score), _SCORE_DECIMALS),
+            "class_id": int(self.class_id),
+            "class_name": self.class_name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Detection:
+        d = _mapping(data, where)
+        box = _get(d, "box", list, where)
+        if len(box) != 4 or not all(_is_number(v) for v in box):
+            raise InputError(f"{where}.box: expected 4 numbers [x1, y1, x2, y2], got {box!r}")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return cls(
+            box=(x1, y1, x2, y2),
+            score=_number(d, "score", where),
+            class_id=_get(d, "class_id", int, where),
+            class_name=_get(d, "class_name", str, where),
+        )
+
+
+@dataclass(frozen=True)
+class SceneLabel:
+    """An ImageNet label of the whole image with its probability."""
+
+    name: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "score": round(float(self.score), _SCORE_DECIMALS)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> SceneLabel:
+        d = _mapping(data, where)
+        return cls(name=_get(d, "name", str, where), score=_number(d, "score", where))
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """Everything the ensemble says about one image."""
+
+    detections: tuple[Detection, ...] = ()
+    labels: tuple[SceneLabel, ...] = ()
+    caption: str = ""
+    caption_source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detections", tuple(self.detections))
+        object.__setattr__(self, "labels", tuple(self.labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detections": [d.to_dict() for d in self.detections],
+            "labels": [lab.to_dict() for lab in self.labels],
+            "caption": self.caption,
+            "caption_source": self.caption_source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ImageResult:
+        d = _mapping(data, where)
+        dets = _get(d, "detections", list, where)
+        labels = _get(d, "labels", list, where)
+        return cls(
+            detections=tuple(Detection.from_dict(x, f"{where}.detections[{i}]") for i, x in enumerate(dets)),
+            labels=tuple(SceneLabel.from_dict(x, f"{where}.labels[{i}]") for i, x in enumerate(labels)),
+            caption=_get(d, "caption", str, where),
+            caption_source=_get(d, "caption_source", str, where),
+        )
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The result of one sampled video frame: ``index`` is the frame's number in the decoded stream."""
+
+    index: int
+    timestamp_s: float
+    image: ImageResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": int(self.index), "timestamp_s": round(float(self.timestamp_s), _TIME_DECIMALS)} | (
+            self.image.to_dict()
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> FrameResult:
+        d = _mapping(data, where)
+        return cls(
+            index=_get(d, "index", int, where),
+            timestamp_s=_number(d, "timestamp_s", where),
+            image=ImageResult.from_dict(d, where),
+        )
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """The result of one input image of the ``image`` command."""
+
+    source: str
+    width: int
+    height: int
+    image: ImageResult
+    annotated: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"source": self.source, "width": int(self.width), "height": int(self.height)}
+        return head | {"annotated": self.annotated} | self.image.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ImageEntry:
+        d = _mapping(data, where)
+        annotated = d.get("annotated")
+        if annotated is not None and not isinstance(annotated, str):
+            raise InputError(f"{where}.annotated: expected a string or null, got {annotated!r}")
+        return cls(
+            source=_get(d, "source", str, where),
+            width=_get(d, "width", int, where),
+            height=_get(d, "height", int, where),
+            image=ImageResult.from_dict(d, where),
+            annotated=annotated,
+        )
+
+
+class _ResultsFile:
+    """Shared JSON writing and reading of the two results kinds."""
+
+    KIND = ""
+
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The results as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        """Write ``results.json`` atomically (a temporary file in the same folder, then ``os.replace``)."""
+        return write_text_atomic(Path(path), self.to_json())
+
+    @classmethod
+    def _check_header(cls, data: Any, where: str) -> dict[str, Any]:
+        d = _mapping(data, where)
+        check_schema_version(d.get("schema_version"), where)
+        kind = d.get("kind")
+        if kind != cls.KIND:
+            raise InputError(f"{where}: expected results of kind {cls.KIND!r}, got kind {kind!r}")
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class VideoResults(_ResultsFile):
+    """``results.json`` of one video: frame results in time order plus where they came from."""
+
+    KIND = "video"
+
+    schema_version: str = SCHEMA_VERSION
+    source: str
+    fps_sampled: float
+    width: int
+    height: int
+    duration_s: float
+    frames: tuple[FrameResult, ...] = ()
+    models: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "frames", tuple(self.frames))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "kind": self.KIND,
+            "source": self.source,
+            "width": int(self.width),
+            "height": int(self.height),
+            "duration_s": round(float(self.duration_s), _TIME_DECIMALS),
+            "fps_sampled": float(self.fps_sampled),
+            "complete": self.complete,
+            "error": self.error,
+            "models": self.models,
+            "frames": [f.to_dict() for f in self.frames],
+        }
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "results") -> VideoResults:
+        """Parse and validate JSON text; raises InputError naming the bad field."""
+        return cls.from_dict(_loads(text, where), where)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "results") -> VideoResults:
+        d = cls._check_header(data, where)
+        frames = _get(d, "frames", list, where)
+        return cls(
+            schema_version=d["schema_version"],
+            source=_get(d, "source", str, where),
+            fps_sampled=_number(d, "fps_sampled", where),
+            width=_get(d, "width", int, where),
+            height=_get(d, "height", int, where),
+            duration_s=_number(d, "duration_s", where),
+            frames=tuple(FrameResult.from_dict(f, f"{where}.frames[{i}]") for i, f in enumerate(frames)),
+            models=_get(d, "models", dict, where),
+            complete=_get(d, "complete", bool, where),
+            error=_optional_str(d, "error", where),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> VideoResults:
+        """Read a video ``results.json``."""
+        return cls.from_json(_read_text(Path(path)), where=str(path))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSetResults(_ResultsFile):
+    """``results.json`` of the ``image`` command: one entry per input image, in input order."""
+
+    KIND = "images"
+
+    schema_version: str = SCHEMA_VERSION
+    images: tuple[ImageEntry, ...] = ()
+    models: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", tuple(self.images))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "kind": self.KIND,
+            "complete": self.complete,
+            "error": self.error,
+            "models": self.models,
+            "images": [e.to_dict() for e in self.images],
+        }
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "results") -> ImageSetResults:
+        """Parse and validate JSON text; raises InputError naming the bad field."""
+        return cls.from_dict(_loads(text, where), where)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "results") -> ImageSetResults:
+        d = cls._check_header(data, where)
+        images = _get(d, "images", list, where)
+        return cls(
+            schema_version=d["schema_version"],
+            images=tuple(ImageEntry.from_dict(e, f"{where}.images[{i}]") for i, e in enumerate(images)),
+            models=_get(d, "models", dict, where),
+            complete=_get(d, "complete", bool, where),
+            error=_optional_str(d, "error", where),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> ImageSetResults:
+        """Read an images ``results.json``."""
+        return cls.from_json(_read_text(Path(path)), where=str(path))
+
+
+def read_results(path: str | Path) -> VideoResults | ImageSetResults:
+    """Read either kind of ``results.json``, chosen by its ``kind`` field."""
+    text = _read_text(Path(path))
+    data = _loads(text, str(path))
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == VideoResults.KIND:
+        return VideoResults.from_dict(data, str(path))
+    if kind == ImageSetResults.KIND:
+        return ImageSetResults.from_dict(data, str(path))
+    check_schema_version(data.get("schema_version") if isinstance(data, dict) else None, str(path))
+    raise InputError(f"{path}: expected kind 'video' or 'images', got {kind!r}")
+
+
+def check_schema_version(version: Any, where: str = "results") -> None:
+    """Accept any ``1.x`` schema version; anything else is an InputError."""
+    major = SCHEMA_VERSION.split(".")[0]
+    if not isinstance(version, str) or version.split(".")[0] != major:
+        raise InputError(
+            f"{where}: schema_version {version!r} is not supported "
+            f"(expected {major}.x; this client writes {SCHEMA_VERSION})"
+        )
+
+
+def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]:
+    """Ensemble output arrays (batch dimension first) -> one ``ImageResult`` per image.
+
+    Detection arrays are padded to the largest count in the request; only the first
+    ``NUM_DETECTIONS`` rows of each image are kept. BYTES outputs are decoded as UTF-8.
+    """
+    missing = [name for name in OUTPUT_NAMES if outputs.get(name) is None]
+    if missing:
+        got = sorted(k for k, v in outputs.items() if v is not None)
+        raise InferenceError(f"server response: expected outputs {', '.join(missing)}, got only {got}")
+    num = np.asarray(outputs["NUM_DETECTIONS"])
+    n = num.shape[0] if num.ndim else 1
+    num = num.reshape(n, -1)
+    if num.shape[1] != 1:
+        raise InferenceError(f"server response: NUM_DETECTIONS expected shape [{n}, 1], got {list(num.shape)}")
+    boxes = _batched(outputs["BOXES"], "BOXES", n, extra=(4,))
+    m = boxes.shape[1]
+    scores = _batched(outputs["SCORES"], "SCORES", n, width=m)
+    class_ids = _batched(outputs["CLASS_IDS"], "CLASS_IDS", n, width=m)
+    class_names = _batched(outputs["CLASS_NAMES"], "CLASS_NAMES", n, width=m)
+    labels = _batched(outputs["LABELS"], "LABELS", n)
+    label_scores = _batched(outputs["LABEL_SCORES"], "LABEL_SCORES", n, width=labels.shape[1])
+    captions = _batched(outputs["CAPTION"], "CAPTION", n, width=1)
+    sources = _batched(outputs["CAPTION_SOURCE"], "CAPTION_SOURCE", n, width=1)
+
+    results = []
+    for i in range(n):
+        count = int(num[i, 0])
+        if not 0 <= count <= m:
+            raise InferenceError(
+                f"server response: NUM_DETECTIONS[{i}] = {count} is outside 0..{m} (the padded detection count)"
+            )
+        detections = tuple(
+            Detection(
+                box=tuple(float(v) for v in boxes[i, j]),  # type: ignore[arg-type]
+                score=float(scores[i, j]),
+                class_id=int(class_ids[i, j]),
+                class_name=_text(class_names[i, j]),
+            )
+            for j in range(count)
+        )
+        scene = tuple(
+            SceneLabel(name=_text(labels[i, k]), score=float(label_scores[i, k])) for k in range(labels.shape[1])
+        )
+        results.append(
+            ImageResult(
+                detections=detections,
+                labels=scene,
+                caption=_text(captions[i, 0]),
+                caption_source=_text(sources[i, 0]),
+            )
+        )
+    return results
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def _batched(
+    value: np.ndarray, name: str, n: int, width: int | None = None, extra: tuple[int, ...] = ()
+) -> np.ndarray:
+    """Reshape an output to [n, width, *extra], accepting an empty array of any shape."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return arr.reshape((n, 0, *extra)) if width in (None, 0) else _bad_shape(name, arr, n, width, extra)
+    if arr.ndim == 1 + len(extra) and width in (None, 1) and arr.shape[0] == n:
+        arr = arr.reshape((n, 1, *extra))  # a [N] output where [N, 1] was expected
+    if arr.ndim != 2 + len(extra) or arr.shape[0] != n or arr.shape[2:] != extra:
+        return _bad_shape(name, arr, n, width, extra)
+    if width is not None and arr.shape[1] != width:
+        return _bad_shape(name, arr, n, width, extra)
+    return arr
+
+
+def _bad_shape(name: str, arr: np.ndarray, n: int, width: int | None, extra: tuple[int, ...]) -> np.ndarray:
+    want = [n, "K" if width is None else width, *extra]
+    raise InferenceError(f"server response: {name} expected shape {want}, got {list(arr.shape)}")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _mapping(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _get(d: Mapping[str, Any], key: str, tp: type, where: str) -> Any:
+    if key not in d:
+        raise InputError(f"{where}.{key}: missing (expected {tp.__name__})")
+    value = d[key]
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise InputError(f"{where}.{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _number(d: Mapping[str, Any], key: str, where: str) -> float:
+    if key not in d:
+        raise InputError(f"{where}.{key}: missing (expected a number)")
+    if not _is_number(d[key]):
+        raise InputError(f"{where}.{key}: expected a number, got {d[key]!r}")
+    return float(d[key])
+
+
+def _optional_str(d: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{where}.{key}: expected a string or null, got {value!r}")
+    return value
+
+
+def _loads(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"results file {path}: not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"results file {path}: cannot be read ({exc})") from None
+

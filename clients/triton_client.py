@@ -1,0 +1,379 @@
+"""``SceneClient``: send encoded images to the ``scene_understanding`` ensemble over gRPC or HTTP.
+
+``infer`` sends one request; ``infer_many`` keeps up to ``max_in_flight`` requests in flight and
+yields their results in the order the batches came. gRPC uses the client's ``async_infer`` with
+callbacks; HTTP uses worker threads with one connection each (the gevent-based HTTP client must
+stay in the thread that made it). Connection failures and server errors become ``InferenceError``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from clients.results import OUTPUT_NAMES, ImageResult, parse_outputs
+from mmw.errors import ConfigError, InferenceError, InputError
+
+MODEL_NAME = "scene_understanding"
+INPUT_NAME = "IMAGE"
+PROTOCOLS = ("grpc", "http")
+START_HINT = "Start it with `launcher run`"
+# Extra seconds a waiting caller allows beyond the request timeout before giving up on a future.
+_GRACE_S = 10.0
+
+
+def normalize_url(url: str) -> str:
+    """``http://host:port/`` or ``grpc://host:port`` -> ``host:port`` (what tritonclient wants)."""
+    u = url.strip()
+    for scheme in ("http://", "https://", "grpc://"):
+        if u.lower().startswith(scheme):
+            u = u[len(scheme) :]
+    u = u.rstrip("/")
+    if not u or "/" in u:
+        raise ConfigError(f"server url: expected HOST:PORT such as 127.0.0.1:8001, got {url!r}")
+    return u
+
+
+class SceneClient:
+    """Client of the ``scene_understanding`` ensemble; use as a context manager or call ``close``.
+
+    Not meant to be shared between threads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        protocol: Literal["grpc", "http"] = "grpc",
+        model_name: str = MODEL_NAME,
+        timeout_s: float = 60.0,
+        max_in_flight: int = 2,
+        model_version: str = "",
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if max_in_flight < 1:
+            raise ConfigError(f"max_in_flight: expected >= 1, got {max_in_flight}")
+        if not timeout_s > 0:
+            raise ConfigError(f"timeout_s: expected > 0, got {timeout_s}")
+        self.url = normalize_url(url)
+        self.protocol = protocol
+        self.model_name = model_name
+        self.model_version = model_version
+        self.timeout_s = float(timeout_s)
+        self.max_in_flight = int(max_in_flight)
+        self._client: Any = self._connect()
+        self._workers: _HttpWorkers | None = None
+        self._max_batch_size: int | None = None
+
+    # --- connection --------------------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            if self.protocol == "grpc":
+                return grpcclient.InferenceServerClient(self.url)
+            return httpclient.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+            )
+        except Exception as exc:
+            raise InferenceError(f"cannot create a {self.protocol} client for {self.url}: {exc}") from None
+
+    def close(self) -> None:
+        """Stop the HTTP workers and close the connection (idempotent)."""
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    def __enter__(self) -> SceneClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _live_client(self) -> Any:
+        if self._client is None:
+            raise InferenceError(f"the client for {self.url} is closed")
+        return self._client
+
+    def _control_kwargs(self) -> dict[str, Any]:
+        return {"client_timeout": min(self.timeout_s, 10.0)} if self.protocol == "grpc" else {}
+
+    # --- health and metadata -----------------------------------------------------------------------------
+
+    def server_ready(self) -> bool:
+        """True when the server answers and is ready; False when it is down or unreachable."""
+        try:
+            return bool(self._live_client().is_server_ready(**self._control_kwargs()))
+        except (InferenceServerException, OSError):
+            return False
+
+    def model_ready(self) -> bool:
+        """True when the ensemble is loaded and ready; False otherwise (also when unreachable)."""
+        try:
+            return bool(
+                self._live_client().is_model_ready(self.model_name, self.model_version, **self._control_kwargs())
+            )
+        except (InferenceServerException, OSError):
+            return False
+
+    def check_ready(self) -> None:
+        """Raise InferenceError saying what is wrong unless the server and the ensemble are ready."""
+        try:
+            ready = self._live_client().is_server_ready(**self._control_kwargs())
+        except Exception as exc:
+            raise self._translate(exc) from None
+        if not ready:
+            raise InferenceError(
+                f"the Triton server at {self.url} ({self.protocol}) answers but is not ready "
+                "(models may still be loading); wait and retry, or check the server log"
+            )
+        if not self.model_ready():
+            raise InferenceError(
+                f"model '{self.model_name}' is not ready on the Triton server at {self.url}: "
+                "is it in the model repository, and did it load? (see the server log)"
+            )
+
+    def server_metadata(self) -> dict[str, Any]:
+        """Server name, version and extensions."""
+        return self._call(lambda c: c.get_server_metadata(**self._json_kwargs()))
+
+    def model_metadata(self) -> dict[str, Any]:
+        """The ensemble's name, versions, platform, inputs and outputs."""
+        return self._call(lambda c: c.get_model_metadata(self.model_name, self.model_version, **self._json_kwargs()))
+
+    def model_config(self) -> dict[str, Any]:
+        """The ensemble's configuration as a dict."""
+        config = self._call(lambda c: c.get_model_config(self.model_name, self.model_version, **self._json_kwargs()))
+        return config.get("config", config) if self.protocol == "grpc" else config
+
+    def max_batch_size(self) -> int:
+        """The ensemble's ``max_batch_size`` (0 means no batching), read once from its config."""
+        if self._max_batch_size is None:
+            self._max_batch_size = int(self.model_config().get("max_batch_size", 0))
+        return self._max_batch_size
+
+    def describe(self) -> dict[str, Any]:
+        """What served a run, for ``results.json``'s ``models`` field; parts the server cannot say are left out."""
+        info: dict[str, Any] = {"ensemble": self.model_name, "protocol": self.protocol, "url": self.url}
+        try:
+            meta = self.model_metadata()
+            info["versions"] = list(meta.get("versions", []))
+            info["platform"] = meta.get("platform", "")
+        except InferenceError:
+            pass
+        try:
+            server = self.server_metadata()
+            info["server"] = {"name": server.get("name", ""), "version": server.get("version", "")}
+        except InferenceError:
+            pass
+        try:
+            steps = self.model_config().get("ensemble_scheduling", {}).get("step", [])
+            info["steps"] = [s.get("model_name", s.get("modelName", "")) for s in steps]
+        except InferenceError:
+            pass
+        return info
+
+    def _json_kwargs(self) -> dict[str, Any]:
+        return {"as_json": True, **self._control_kwargs()} if self.protocol == "grpc" else {}
+
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return fn(self._live_client())
+        except InferenceError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from None
+
+    # --- inference ---------------------------------------------------------------------------------------
+
+    def infer(self, images: Sequence[bytes]) -> list[ImageResult]:
+        """Send one request with a batch of encoded images (JPEG/PNG bytes); one result per image."""
+        module = grpcclient if self.protocol == "grpc" else httpclient
+        inputs, outputs = _request(module, images)
+        kwargs: dict[str, Any] = {"model_version": self.model_version, "outputs": outputs}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        raw = self._call(lambda c: c.infer(self.model_name, inputs, **kwargs))
+        return self._parse(raw, len(images))
+
+    def infer_many(self, batches: Iterable[Sequence[bytes]]) -> Iterator[list[ImageResult]]:
+        """Send each batch as one request, up to ``max_in_flight`` at a time; yield results in batch order.
+
+        If ``batches`` raises (say a video stops decoding), the requests already sent are still
+        yielded before the error is raised again. A failed request raises InferenceError in its turn.
+        """
+        pending: deque[tuple[Future[Any], int]] = deque()
+        source = iter(batches)
+        source_error: BaseException | None = None
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self.max_in_flight:
+                    try:
+                        batch = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    except Exception as exc:
+                        source_error, exhausted = exc, True
+                        break
+                    pending.append((self._submit(batch), len(batch)))
+                if not pending:
+                    break
+                future, n = pending.popleft()
+                yield self._parse(self._wait(future), n)
+        finally:
+            for future, _ in pending:  # the caller stopped early or a request failed
+                future.cancel()
+        if source_error is not None:
+            raise source_error
+
+    def _submit(self, images: Sequence[bytes]) -> Future[Any]:
+        """Start one request; the future holds the raw InferResult or the exception."""
+        future: Future[Any] = Future()
+        client = self._live_client()
+        if self.protocol == "grpc":
+            inputs, outputs = _request(grpcclient, images)
+
+            def done(result: Any, error: Any) -> None:
+                try:
+                    if error is not None:
+                        future.set_exception(error)
+                    else:
+                        future.set_result(result)
+                except InvalidStateError:  # cancelled: nobody waits for it any more
+                    pass
+
+            try:
+                client.async_infer(
+                    self.model_name,
+                    inputs,
+                    done,
+                    model_version=self.model_version,
+                    outputs=outputs,
+                    client_timeout=self.timeout_s,
+                )
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            return future
+        inputs, outputs = _request(httpclient, images)
+        if self._workers is None:
+            self._workers = _HttpWorkers(self.url, self.max_in_flight, self.timeout_s)
+        return self._workers.submit(
+            lambda c: c.infer(self.model_name, inputs, model_version=self.model_version, outputs=outputs)
+        )
+
+    def _wait(self, future: Future[Any]) -> Any:
+        try:
+            return future.result(timeout=self.timeout_s + _GRACE_S)
+        except FutureTimeout:
+            raise InferenceError(
+                f"the Triton server at {self.url} did not answer within {self.timeout_s:g} s"
+            ) from None
+        except InferenceError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from None
+
+    def _parse(self, raw: Any, n: int) -> list[ImageResult]:
+        results = parse_outputs({name: raw.as_numpy(name) for name in OUTPUT_NAMES})
+        if len(results) != n:
+            raise InferenceError(f"server response: expected {n} results (one per image), got {len(results)}")
+        return results
+
+    # --- errors ------------------------------------------------------------------------------------------
+
+    def _translate(self, exc: BaseException) -> InferenceError:
+        """Any client or network error -> InferenceError with a message a user can act on."""
+        where = f"the Triton server at {self.url} ({self.protocol})"
+        if isinstance(exc, InferenceError):
+            return exc
+        if isinstance(exc, InferenceServerException):
+            status = str(exc.status() or "")
+            message = exc.message() or str(exc)
+            if "UNAVAILABLE" in status:
+                return InferenceError(f"{where} is not reachable: {message}. {START_HINT}.")
+            if "DEADLINE_EXCEEDED" in status:
+                return InferenceError(f"{where} did not answer within {self.timeout_s:g} s ({message})")
+            return InferenceError(f"{where} answered an error for model '{self.model_name}': {message}")
+        if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+            return InferenceError(f"{where} did not answer within {self.timeout_s:g} s")
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            return InferenceError(f"{where} is not reachable: {reason}. {START_HINT}.")
+        return InferenceError(f"request to {where} failed: {type(exc).__name__}: {exc}")
+
+
+def _request(module: Any, images: Sequence[bytes]) -> tuple[list[Any], list[Any]]:
+    """The IMAGE input ([N, 1] BYTES) and the requested outputs for one batch."""
+    if isinstance(images, (bytes, bytearray)) or len(images) == 0:
+        raise InputError(f"images: expected a non-empty list of encoded images (bytes), got {type(images).__name__}")
+    batch = np.empty((len(images), 1), dtype=object)
+    for i, data in enumerate(images):
+        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
+            raise InputError(f"images[{i}]: expected non-empty JPEG or PNG bytes, got {type(data).__name__}")
+        batch[i, 0] = bytes(data)
+    tensor = module.InferInput(INPUT_NAME, list(batch.shape), "BYTES")
+    tensor.set_data_from_numpy(batch)
+    outputs = [module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+    return [tensor], outputs
+
+
+class _HttpWorkers:
+    """Threads that each own one HTTP client and run queued requests (gevent clients are per thread)."""
+
+    def __init__(self, url: str, count: int, timeout_s: float) -> None:
+        self._url = url
+        self._timeout_s = timeout_s
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any]] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"scene-http-{i}", daemon=True) for i in range(count)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, job: Callable[[Any], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._jobs.put((future, job))
+        return future
+
+    def _run(self) -> None:
+        client = None
+        try:
+            while (item := self._jobs.get()) is not None:
+                future, job = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if client is None:
+                        client = httpclient.InferenceServerClient(
+                            self._url, connection_timeout=self._timeout_s, network_timeout=self._timeout_s
+                        )
+                    future.set_result(job(client))
+                except BaseException as exc:  # handed to the waiting caller
+                    future.set_exception(exc)
+        finally:
+            if client is not None:
+                client.close()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout=5.0)

@@ -1,0 +1,76 @@
+"""``python -m export``: build the ONNX networks (``engines``) and the repository configs (``repository``)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+from mmw.config import PROJECT_ROOT, load_config
+from mmw.errors import MMWError
+from mmw.repository import check_repository, write_repository
+from mmw.specs import DETECTOR, LABELLER
+
+
+def build_engines(config_path: str | None, force: bool) -> list[str]:
+    """Export both networks into the model repository; TensorRT plans need a GPU (later)."""
+    from export import efficientnet_lite, ssd_mobilenet_v2
+    from export.onnx_export import build_network
+
+    config = load_config(config_path)
+    repo = config.path(config.server.model_repository)
+
+    def quiet_lite0():  # the package prints "Loaded pretrained weights"
+        with contextlib.redirect_stdout(io.StringIO()):
+            return efficientnet_lite.load_efficientnet_lite0()
+
+    jobs = [
+        (DETECTOR, ssd_mobilenet_v2.load_ssd_mobilenet_v2, ssd_mobilenet_v2.frozen_graph_paths()[0],
+         ssd_mobilenet_v2.example_input),
+        (LABELLER, quiet_lite0, efficientnet_lite.lite0_weights_path(), efficientnet_lite.example_input),
+    ]
+    lines = []
+    for spec, load, weights, make_input in jobs:
+        path = repo / spec.name / "1" / "model.onnx"
+        outcome = build_network(spec, load, weights, make_input, path, PROJECT_ROOT, force)
+        lines.append(f"{spec.name}: {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}: "
+                     f"{outcome}")
+    changed = write_repository(config, repo)
+    lines.append(f"repository configs: {len(changed)} rewritten" if changed else "repository configs: up to date")
+    lines.append("TensorRT plans: skipped (this build makes ONNX only; plans need an NVIDIA GPU and TensorRT)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    parser.add_argument("--config", help="config.yaml to use (default: config/config.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    engines = sub.add_parser("engines", help="export and validate the ONNX networks, write the repository configs")
+    engines.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    repository = sub.add_parser("repository", help="regenerate every config.pbtxt from the specs and config.yaml")
+    repository.add_argument("--root", type=Path, help="repository folder (default: server.model_repository)")
+    repository.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
+    repository.add_argument("--gpu-backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    sub.add_parser("check", help="fail when a committed config.pbtxt drifted from its spec")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "engines":
+            for line in build_engines(args.config, args.force):
+                print(line, flush=True)
+        elif args.command == "repository":
+            config = load_config(args.config)
+            changed = write_repository(config, args.root, args.variant, args.gpu_backend)
+            print(f"{len(changed)} config.pbtxt rewritten" if changed else "all config.pbtxt up to date")
+        else:
+            check_repository(load_config(args.config))
+            print("model repository configs match their specs")
+    except MMWError as exc:
+        print(f"export: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

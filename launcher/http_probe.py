@@ -1,0 +1,70 @@
+"""Ask a running Triton over HTTP whether it and its models are ready (stdlib only, proxies bypassed)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+# Never send requests to the local server through an http_proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """One row of Triton's repository index."""
+
+    name: str
+    version: str
+    state: str  # READY, UNAVAILABLE, LOADING, ... ('' when Triton does not say)
+    reason: str = ""
+
+
+def request(
+    url: str, method: str = "GET", body: bytes | None = None, timeout_s: float = 2.0
+) -> tuple[int, bytes] | None:
+    """(status, body) of one request, or None when nothing answers."""
+    req = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with _OPENER.open(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return None
+
+
+def server_ready(base_url: str, timeout_s: float = 2.0) -> bool:
+    """``GET /v2/health/ready`` answers 200."""
+    result = request(f"{base_url}/v2/health/ready", timeout_s=timeout_s)
+    return result is not None and result[0] == 200
+
+
+def server_live(base_url: str, timeout_s: float = 2.0) -> bool:
+    """``GET /v2/health/live`` answers 200."""
+    result = request(f"{base_url}/v2/health/live", timeout_s=timeout_s)
+    return result is not None and result[0] == 200
+
+
+def model_ready(base_url: str, name: str, timeout_s: float = 2.0) -> bool:
+    """``GET /v2/models/<name>/ready`` answers 200."""
+    result = request(f"{base_url}/v2/models/{urllib.parse.quote(name, safe='')}/ready", timeout_s=timeout_s)
+    return result is not None and result[0] == 200
+
+
+def repository_index(base_url: str, timeout_s: float = 5.0) -> list[ModelState] | None:
+    """``POST /v2/repository/index``: every model Triton knows and its state (None if it does not answer)."""
+    result = request(f"{base_url}/v2/repository/index", method="POST", body=b"{}", timeout_s=timeout_s)
+    if result is None or result[0] != 200:
+        return None
+    try:
+        rows = json.loads(result[1])
+    except ValueError:
+        return None
+    return [ModelState(name=str(r.get("name", "")), version=str(r.get("version", "")),
+                       state=str(r.get("state", "")), reason=str(r.get("reason", "")))
+            for r in rows if isinstance(r, dict)]

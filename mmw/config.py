@@ -1,0 +1,235 @@
+"""Typed, validated settings from ``config/config.yaml``: the one place users change things.
+
+Every section is a frozen dataclass. Loading checks every key and type and names the field
+(``server.http_port``) in any error, with what was expected and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mmw.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How and where Triton runs."""
+
+    mode: Literal["local"] = "local"
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_repository: str = "model_repository"
+    state_dir: str = ".triton"
+    startup_timeout_s: float = 180.0
+    exit_timeout_s: int = 30
+    log_verbose: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if not 1 <= port <= 65535:
+                raise ConfigError(f"server.{name}: expected a port in 1..65535, got {port}")
+        ports = [self.http_port, self.grpc_port, self.metrics_port]
+        if len(set(ports)) != 3:
+            raise ConfigError(f"server: http_port, grpc_port and metrics_port must differ, got {ports}")
+        _positive("server.startup_timeout_s", self.startup_timeout_s)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """SSD MobileNet V2 COCO: the frozen graph it is rebuilt from and its post-processing."""
+
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+
+    def __post_init__(self) -> None:
+        _unit_interval("models.detector.score_threshold", self.score_threshold)
+        _unit_interval("models.detector.iou_threshold", self.iou_threshold)
+        _positive("models.detector.max_detections", self.max_detections)
+
+
+@dataclass(frozen=True)
+class LabellerConfig:
+    """EfficientNet-Lite0 scene labels."""
+
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= 1000:
+            raise ConfigError(f"models.labeller.top_k: expected 1..1000, got {self.top_k}")
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """How captions are made. ``template`` composes a sentence from detections and labels."""
+
+    source: Literal["template"] = "template"
+    min_label_score: float = 0.2
+
+    def __post_init__(self) -> None:
+        _unit_interval("models.caption.min_label_score", self.min_label_score)
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """Every model of the pipeline."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    labeller: LabellerConfig = field(default_factory=LabellerConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How each Triton model step is scheduled on this machine."""
+
+    max_batch_size: int = 8
+    instances: int = 2
+    onnx_threads: int = 1
+    max_queue_delay_us: int = 500
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ConfigError(f"serving.max_batch_size: expected >= 1, got {self.max_batch_size}")
+        _positive("serving.instances", self.instances)
+        _positive("serving.onnx_threads", self.onnx_threads)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Defaults of the command-line client."""
+
+    protocol: Literal["grpc", "http"] = "grpc"
+    fps: float = 2.0
+    batch_size: int = 4
+    max_in_flight: int = 2
+    timeout_s: float = 60.0
+    jpeg_quality: int = 90
+    out_dir: str = "results"
+
+    def __post_init__(self) -> None:
+        _positive("client.fps", self.fps)
+        _positive("client.batch_size", self.batch_size)
+        _positive("client.max_in_flight", self.max_in_flight)
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"client.jpeg_quality: expected 1..100, got {self.jpeg_quality}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole of config.yaml."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path setting against the project root."""
+        p = Path(relative)
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name}: expected a positive number, got {value}")
+
+
+def _unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}: expected a number in [0, 1], got {value}")
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and build nested dataclasses."""
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return build(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _convert(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {tp}, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {tp}")  # pragma: no cover - programming error
+
+
+def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown setting; allowed keys{' under ' + where if where else ''}: "
+            + ", ".join(sorted(known))
+        )
+    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the checks above
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate config.yaml (the project's own when ``path`` is None)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p}: not found (expected a YAML file such as config/config.yaml)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: expected a mapping at the top level, got {type(data).__name__}")
+    return build(Config, data)

@@ -1,0 +1,39 @@
+"""One exception hierarchy for the whole project.
+
+Library code raises these; command lines turn them into one clear line and a non-zero exit.
+Every message says what was expected, what was got, and what is allowed.
+"""
+
+from __future__ import annotations
+
+
+class MMWError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(MMWError):
+    """config.yaml (or another settings file) has an unknown key, a wrong type or a bad value."""
+
+
+class ModelSpecError(MMWError):
+    """A model spec is inconsistent, or a generated config.pbtxt drifted from its spec."""
+
+
+class ExportError(MMWError):
+    """Building, exporting or validating a model failed."""
+
+
+class ExportValidationError(ExportError):
+    """An exported model disagrees with its source beyond the listed tolerance."""
+
+
+class InputError(MMWError):
+    """Bad user input: an unreadable image or video, a wrong shape or dtype."""
+
+
+class ServerError(MMWError):
+    """Starting, stopping or talking to the Triton server failed."""
+
+
+class InferenceError(MMWError):
+    """The server answered a request with an error."""

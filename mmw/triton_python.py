@@ -1,0 +1,96 @@
+"""The shared part of this repository's Triton python models.
+
+A model's ``model.py`` subclasses :class:`BatchedStep` and implements ``compute``: numpy arrays in
+(by input name, batch first), numpy arrays out (by output name). This class does the rest:
+reading config.pbtxt parameters, merging the requests of a dynamic batch into one call, splitting
+the results back, and turning exceptions into per-request errors so one bad request fails alone.
+Importable only inside Triton's python backend stub (it provides ``triton_python_backend_utils``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from mmw.errors import MMWError
+
+
+class BatchedStep:
+    """Base class of a python model that computes on whole batches."""
+
+    model_name: str
+    parameters: dict[str, str]
+    input_names: list[str]
+    output_names: list[str]
+
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self.model_name = config["name"]
+        self.model_dir = f"{args['model_repository']}/{args['model_version']}"
+        self.parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.input_names = [t["name"] for t in config["input"]]
+        self.output_names = [t["name"] for t in config["output"]]
+        self.setup()
+
+    def setup(self) -> None:
+        """Load what the step needs (sessions, thresholds); override when needed."""
+
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _inputs(self, request: object) -> dict[str, np.ndarray]:
+        return {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
+
+    def _response(self, outputs: dict[str, np.ndarray]) -> object:
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in self.output_names])
+
+    def _error(self, exc: Exception) -> object:
+        reason = str(exc) if isinstance(exc, (MMWError, ValueError)) else f"{type(exc).__name__}: {exc}"
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {reason}"))
+
+    def _one(self, inputs: dict[str, np.ndarray]) -> object:
+        try:
+            return self._response(self.compute(inputs))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes this request's error
+            return self._error(exc)
+
+    def execute(self, requests: Sequence[object]) -> list[object]:
+        per_request = [self._inputs(r) for r in requests]
+        if len(per_request) == 1:
+            return [self._one(per_request[0])]
+        shapes_match = all(
+            len({a[name].shape[1:] for a in per_request}) == 1 for name in self.input_names
+        )
+        if not shapes_match:
+            return [self._one(inputs) for inputs in per_request]
+        sizes = [len(a[self.input_names[0]]) for a in per_request]
+        merged = {name: np.concatenate([a[name] for a in per_request]) for name in self.input_names}
+        try:
+            outputs = self.compute(merged)
+        except Exception:  # noqa: BLE001 - retry alone so only the bad request fails
+            return [self._one(inputs) for inputs in per_request]
+        responses, start = [], 0
+        for size in sizes:
+            part = {name: outputs[name][start : start + size] for name in self.output_names}
+            responses.append(self._response(part))
+            start += size
+        return responses
+
+
+
+class OnnxStep(BatchedStep):
+    """A network step of the CPU repository: its ONNX file run by onnxruntime, names from config.pbtxt."""
+
+    def setup(self) -> None:
+        from mmw.onnx_runtime import create_session
+
+        path = f"{self.model_dir}/{self.parameters['onnx_file']}"
+        self.session = create_session(path, threads=int(self.parameters["onnx_threads"]))
+
+    def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.session.run(self.output_names, inputs)
+        return dict(zip(self.output_names, results))

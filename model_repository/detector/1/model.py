@@ -1,0 +1,8 @@
+"""Triton python model ``detector`` (CPU repository): runs the SSD ONNX network with onnxruntime."""
+
+import os
+import sys
+
+sys.path[:0] = [p for p in os.environ.get("MMW_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+
+from mmw.triton_python import OnnxStep as TritonPythonModel  # noqa: E402, F401
