@@ -21,7 +21,7 @@ def pick_codec() -> str:
     for name in PREFERRED_CODECS:
         try:
             av.codec.Codec(name, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises different errors for a missing encoder
+        except Exception:  # PyAV raises different errors for a missing encoder
             continue
         return name
     raise InputError(f"no MP4 video encoder available in PyAV's FFmpeg (tried {', '.join(PREFERRED_CODECS)})")

@@ -405,9 +405,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _batched(
-    value: np.ndarray, name: str, n: int, width: int | None = None, extra: tuple[int, ...] = ()
-) -> np.ndarray:
+def _batched(value: np.ndarray, name: str, n: int, width: int | None = None, extra: tuple[int, ...] = ()) -> np.ndarray:
     """Reshape an output to [n, width, *extra], accepting an empty array of any shape."""
     arr = np.asarray(value)
     if arr.size == 0:
@@ -480,4 +478,3 @@ def _read_text(path: Path) -> str:
         raise InputError(f"results file {path}: not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"results file {path}: cannot be read ({exc})") from None
-

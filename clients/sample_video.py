@@ -33,7 +33,7 @@ _MAX_ZOOM = 1.3
 def load_photo(name: str) -> np.ndarray:
     """One of ``PHOTOS`` as RGB uint8 (needs scikit-image)."""
     try:
-        import skimage.data as data  # noqa: PLC0415 - optional dependency, only needed here
+        import skimage.data as data  # optional dependency, only needed here
     except ImportError:
         raise MMWError("sample videos need scikit-image: pip install scikit-image") from None
     if name not in PHOTOS:
@@ -122,7 +122,7 @@ def pattern_index(rgb: np.ndarray) -> int:
     margin_y, margin_x = h // 4, w // 8
     left = rgb[margin_y : h - margin_y, margin_x : w // 2 - margin_x].mean()
     right = rgb[margin_y : h - margin_y, w // 2 + margin_x : w - margin_x].mean()
-    return int(round((right - 8) / _PATTERN_STEP)) * 16 + int(round((left - 8) / _PATTERN_STEP))
+    return int(np.rint((right - 8) / _PATTERN_STEP)) * 16 + int(np.rint((left - 8) / _PATTERN_STEP))
 
 
 def make_pattern_video(

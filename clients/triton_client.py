@@ -342,9 +342,7 @@ class _HttpWorkers:
         self._url = url
         self._timeout_s = timeout_s
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[Any], Any]] | None] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"scene-http-{i}", daemon=True) for i in range(count)
-        ]
+        self._threads = [threading.Thread(target=self._run, name=f"scene-http-{i}", daemon=True) for i in range(count)]
         for t in self._threads:
             t.start()
 

@@ -188,7 +188,7 @@ def _rotation(frame: av.VideoFrame) -> int:
     """Display rotation in degrees counter-clockwise, snapped to a multiple of 90."""
     try:
         angle = float(frame.rotation or 0)
-    except Exception:  # noqa: BLE001 - missing or malformed display matrix
+    except Exception:  # missing or malformed display matrix
         return 0
     return (round(angle / 90) * 90) % 360
 

@@ -61,6 +61,8 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
             value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise ExportError(f"GraphDef: unsupported protobuf wire type {wire} for field {number}")
+        if pos > end:
+            raise ExportError(f"GraphDef: field {number} runs past the end of its message ({pos} > {end} bytes)")
         yield number, wire, value
 
 
@@ -207,7 +209,7 @@ def load_tf_graph(path: str | Path) -> TFGraph:
             if number == 1:
                 node = _decode_node(value)  # type: ignore[arg-type]
                 nodes[node.name] = node
-    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+    except (ExportError, IndexError, struct.error, UnicodeDecodeError) as exc:
         raise ExportError(f"frozen graph {p}: not a valid GraphDef protobuf ({exc})") from None
     if not nodes:
         raise ExportError(f"frozen graph {p}: expected a GraphDef with nodes, found none")

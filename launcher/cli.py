@@ -117,6 +117,9 @@ def _format_status(st: ServerStatus) -> str:
         if st.stale_pid is not None:
             line += (f"; stale PID file {st.pid_file} names pid {st.stale_pid}, which is gone "
                      "(`launcher stop` removes it)")
+        if st.busy_ports:
+            line += (f"; but port {', '.join(st.busy_ports)} is in use on {st.host} by a process launcher did not "
+                     "start (`ss -ltnp` shows which)")
         return line
     assert st.record is not None and st.uptime_s is not None
     lines = [
@@ -138,7 +141,8 @@ def _status_json(st: ServerStatus) -> str:
         "running": st.running, "pid": st.pid, "host": st.host, "http_port": st.http_port, "grpc_port": st.grpc_port,
         "metrics_port": st.metrics_port, "server_ready": st.server_ready, "uptime_s": st.uptime_s,
         "ready_models": list(st.ready_models), "models": [dataclasses.asdict(m) for m in st.models],
-        "stale_pid": st.stale_pid, "pid_file": str(st.pid_file), "log_file": str(st.log_file),
+        "stale_pid": st.stale_pid, "busy_ports": list(st.busy_ports), "pid_file": str(st.pid_file),
+        "log_file": str(st.log_file),
     }
     return json.dumps(data, indent=2)
 

@@ -28,9 +28,11 @@ from launcher.pidfile import (
     reap,
     record_is_alive,
     remove_record,
+    remove_regions,
+    shm_regions,
     write_record,
 )
-from launcher.ports import check_ports_free
+from launcher.ports import check_ports_free, port_in_use
 from launcher.triton_binary import (
     INSTALL_HINT,
     TritonInstall,
@@ -96,6 +98,7 @@ class ServerStatus:
     pid_file: Path
     log_file: Path
     record: ServerRecord | None = None
+    busy_ports: tuple[str, ...] = ()  # not running per the PID file, yet these ports are taken ('8000 (http_port)')
 
     @property
     def ready_models(self) -> tuple[str, ...]:
@@ -235,7 +238,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], record: ServerRecord, names: list
     """Poll until the server and every model in ``names`` are ready; raise with Triton's reason otherwise."""
     url = record.http_url
     deadline = time.monotonic() + timeout
+    watcher = triton_log.LogWatcher(paths.log_file)
     while True:
+        if stuck := triton_log.stuck_reasons(watcher.new_lines()):
+            raise ServerError(f"tritonserver (pid {record.pid}) cannot finish loading its models: {'; '.join(stuck)}; "
+                              f"Triton would wait forever, so it was stopped. Full log: {paths.log_file}")
         rc = proc.poll()
         if rc is not None:
             reason = triton_log.explain_failure(triton_log.read_from(paths.log_file))
@@ -317,15 +324,20 @@ def _signal(record: ServerRecord, sig: signal.Signals) -> None:
 
 
 def _terminate(record: ServerRecord, grace_s: float) -> bool:
-    """SIGTERM, wait ``grace_s``, then SIGKILL. Returns True if SIGKILL was needed."""
+    """SIGTERM, wait ``grace_s``, then SIGKILL. Returns True if SIGKILL was needed.
+
+    Afterwards removes the python backend's shared-memory regions this server mapped and left behind.
+    """
+    regions = shm_regions(record.pid) if record_is_alive(record) else set()
     _signal(record, signal.SIGTERM)
-    if _wait_gone(record, grace_s):
-        return False
-    _signal(record, signal.SIGKILL)
-    if not _wait_gone(record, KILL_WAIT_S):
-        raise ServerError(f"tritonserver pid {record.pid} survived SIGKILL for {KILL_WAIT_S:g} s; check it with "
-                          f"`ps -p {record.pid}`")
-    return True
+    forced = not _wait_gone(record, grace_s)
+    if forced:
+        _signal(record, signal.SIGKILL)
+        if not _wait_gone(record, KILL_WAIT_S):
+            raise ServerError(f"tritonserver pid {record.pid} survived SIGKILL for {KILL_WAIT_S:g} s; check it with "
+                              f"`ps -p {record.pid}`")
+    remove_regions(regions)
+    return forced
 
 
 def stop_server(config: Config) -> StopResult:
@@ -354,7 +366,9 @@ def server_status(config: Config) -> ServerStatus:
                         stale_pid=record.pid if record is not None and not alive else None,
                         pid_file=paths.pid_file, log_file=paths.log_file)
     if record is None or not alive:
-        return base
+        ports = {"http_port": s.http_port, "grpc_port": s.grpc_port, "metrics_port": s.metrics_port}
+        busy = tuple(f"{port} ({key})" for key, port in ports.items() if port_in_use(s.host, port))
+        return replace(base, busy_ports=busy)
     url = record.http_url
     return replace(
         base, running=True, pid=record.pid, host=record.host, http_port=record.http_port,

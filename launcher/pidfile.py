@@ -141,6 +141,28 @@ def record_is_alive(record: ServerRecord) -> bool:
     return is_tritonserver(record.pid, record.proc_start_ticks)
 
 
+SHM_PREFIX = "/dev/shm/triton_python_backend_shm_region_"
+
+
+def shm_regions(pid: int) -> set[Path]:
+    """The python backend's shared-memory regions that ``pid`` maps (Triton leaks some when a load fails)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return set()
+    return {Path(line.split(maxsplit=5)[5].removesuffix(" (deleted)")) for line in maps.splitlines()
+            if SHM_PREFIX in line and len(line.split(maxsplit=5)) == 6}
+
+
+def remove_regions(regions: set[Path]) -> None:
+    """Unlink shared-memory regions a stopped server left behind."""
+    for region in regions:
+        try:
+            region.unlink()
+        except OSError:
+            pass
+
+
 def reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our own child, so it does not linger as a zombie."""
     try:

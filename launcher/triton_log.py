@@ -74,6 +74,39 @@ def explain_failure(text: str) -> str:
     return "; ".join(found + [f"Triton: {f}" for f in dict.fromkeys(fatal)])
 
 
+_STUCK = re.compile(r"Failed to preinitialize Python stub: .*")
+
+
+def stuck_reasons(lines: list[str]) -> list[str]:
+    """Failures after which Triton 2.51 waits forever instead of failing (e.g. a missing model.py)."""
+    found = []
+    for line in lines:
+        m = _LOG_LINE.match(line.rstrip())
+        if m and m.group("src").startswith("pb_stub") and (stuck := _STUCK.search(_unquote(m.group("msg")))):
+            found.append(stuck.group(0).strip())
+    return found
+
+
+class LogWatcher:
+    """Hands out the lines appended to a log since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        *done, self.partial = (self.partial + data).split(b"\n")
+        return [line.decode(errors="replace") for line in done]
+
+
 def loading_models(text: str) -> list[str]:
     """Models the log shows as loading but neither loaded nor failed yet."""
     state: dict[str, str] = {}

@@ -21,7 +21,7 @@ import pytest
 
 from launcher import cli, local_server, triton_log
 from launcher.local_server import server_paths, server_status, start_server, stop_server
-from launcher.pidfile import ServerRecord, is_tritonserver, write_record
+from launcher.pidfile import ServerRecord, is_tritonserver, shm_regions, write_record
 from launcher.triton_binary import find_triton, prepare_backend_dir
 from mmw.config import Config, build
 from mmw.errors import ServerError
@@ -184,6 +184,25 @@ def test_model_that_fails_to_load_reports_tritons_reason(tmp_path: Path) -> None
 
 
 @pytest.mark.server
+def test_missing_model_py_fails_fast_and_frees_shared_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path, 18003, {"add1": ADD_ONE, "nofile": ADD_ONE})
+    (tmp_path / "repo" / "nofile" / "1" / "model.py").unlink()  # Triton 2.51 hangs on this instead of failing
+    mapped: set[Path] = set()
+
+    def spy(pid: int) -> set[Path]:
+        mapped.update(regions := shm_regions(pid))
+        return regions
+
+    monkeypatch.setattr(local_server, "shm_regions", spy)
+    t0 = time.monotonic()
+    with pytest.raises(ServerError, match=r"cannot finish loading .*Python model file not found in .*nofile"):
+        start_server(config, ["add1"])
+    assert time.monotonic() - t0 < 30
+    assert mapped, "the server mapped python backend shared memory"
+    assert not [r for r in mapped if r.exists()], "the regions the stopped server leaked are removed"
+
+
+@pytest.mark.server
 def test_unknown_model_name_fails_fast_and_stops_the_server(tmp_path: Path) -> None:
     config = make_config(tmp_path, 18006)
     t0 = time.monotonic()
@@ -223,6 +242,29 @@ def test_backend_dir_is_prepared_once_and_missing_stub_is_explained(tmp_path: Pa
     assert stub.stat().st_mtime_ns == mtime, "an up-to-date backend dir is left as it is"
     with pytest.raises(ServerError, match=r"no python backend stub for Python 2\.7.*stubs exist for Python .*3\.11"):
         prepare_backend_dir(install, tmp_path / "other", python_version="2.7")
+
+
+def test_status_reports_ports_taken_by_a_foreign_process(tmp_path: Path) -> None:
+    config = make_config(tmp_path, 18008)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 18010))
+        sock.listen()
+        st = server_status(config)
+    assert not st.running and st.busy_ports == ("18010 (metrics_port)",)
+
+
+def test_follow_yields_the_tail_then_new_lines(tmp_path: Path) -> None:
+    log = tmp_path / "tritonserver.log"
+    log.write_text("one\ntwo\nthree\n")
+    lines = triton_log.follow(log, lines=2, poll_s=0.01)
+    assert [next(lines), next(lines)] == ["two", "three"]
+    with log.open("a") as f:
+        f.write("four\nfi")
+    assert next(lines) == "four"
+    with log.open("a") as f:
+        f.write("ve\n")
+    assert next(lines) == "five"
+    lines.close()
 
 
 def test_explain_failure_keeps_the_reason_and_drops_cuda_noise() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
+from PIL import Image
 
 from mmw.errors import InputError
 from mmw.processing.classification import LABELLER_INPUT_SIZE
@@ -20,17 +23,17 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """
     if not data:
         raise InputError("image: expected encoded image bytes (JPEG or PNG), got an empty buffer")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    # Check the size from the header before decoding a huge frame.
-    header = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if header is None:
-        raise InputError(f"image: expected JPEG or PNG bytes, got {len(data)} bytes that do not decode as an image")
-    if header.shape[0] * header.shape[1] * 64 > max_pixels:
+    # Read the size from the header (Pillow does not decode here) before decoding a huge frame.
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except (OSError, ValueError, Image.DecompressionBombError):
         raise InputError(
-            f"image: at most {max_pixels} pixels allowed, got about {header.shape[0] * 8}x{header.shape[1] * 8}"
-        )
-    bgr = cv2.imdecode(buf, flags)
+            f"image: expected JPEG or PNG bytes, got {len(data)} bytes that do not decode as an image"
+        ) from None
+    if width * height > max_pixels:
+        raise InputError(f"image: at most {max_pixels} pixels allowed, got {width}x{height}")
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise InputError(f"image: {len(data)} bytes could not be decoded")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

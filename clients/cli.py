@@ -1,0 +1,293 @@
+"""``python -m clients``: run videos or images through the ``scene_understanding`` ensemble.
+
+``video PATH``      sample frames, send them in batches, write results.json and annotated.mp4
+``image PATH...``   results.json and an annotated PNG per image
+``sample-video OUT`` write a deterministic test video made from real photos
+
+Defaults come from ``config/config.yaml`` (``client`` and ``server`` sections). Errors print one
+line ``clients: error: ...`` and exit 1; results of what was processed before an error are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from clients.annotate import AnnotatedVideoWriter, annotate
+from clients.images import read_image, write_png
+from clients.results import FrameResult, ImageEntry, ImageSetResults, VideoResults
+from clients.summary import summarize, summary_lines
+from clients.triton_client import SceneClient
+from clients.video import SampledFrame, encode_jpeg, expected_sample_count, probe, sample_frames
+from mmw.config import Config, load_config
+from mmw.errors import InputError, MMWError
+
+PROG = "clients"
+T = TypeVar("T")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Scene understanding client of the Triton ensemble.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,image,sample-video}")
+
+    def server_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", metavar="DIR", help="output folder (default: client.out_dir of the config)")
+        p.add_argument("--protocol", choices=("grpc", "http"), help="default: client.protocol of the config")
+        p.add_argument("--url", metavar="HOST:PORT", help="server address (default: server.host and the port)")
+        p.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per request")
+        p.add_argument("--max-in-flight", type=_positive_int, metavar="N", help="requests in flight at once")
+        p.add_argument("--timeout", type=_positive_float, metavar="S", help="seconds to wait for one request")
+        p.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
+
+    video = sub.add_parser("video", help="analyse a video: results.json and annotated.mp4")
+    video.add_argument("path", metavar="PATH", help="video file (MP4, MKV, MOV, AVI, WebM, ...)")
+    video.add_argument("--fps", type=_positive_float, help="frames sampled per second (default: client.fps)")
+    server_options(video)
+
+    image = sub.add_parser("image", help="analyse images: results.json and an annotated PNG each")
+    image.add_argument("paths", nargs="+", metavar="PATH", help="JPEG or PNG files")
+    server_options(image)
+
+    sample = sub.add_parser("sample-video", help="write a test video panning over real photos")
+    sample.add_argument("out", metavar="OUT", help="output .mp4 path")
+    sample.add_argument("--seconds", type=_positive_float, default=8.0, help="length (default 8)")
+    sample.add_argument("--fps", type=_positive_float, default=10.0, help="frame rate (default 10)")
+    sample.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sample-video":
+            return run_sample_video(args)
+        cfg = load_config(args.config)
+        if args.command == "video":
+            return run_video(args, cfg)
+        return run_images(args, cfg)
+    except MMWError as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _out_dir(args: argparse.Namespace, cfg: Config) -> Path:
+    return Path(args.out) if args.out else cfg.path(cfg.client.out_dir)
+
+
+def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
+    """A SceneClient from the command line, falling back to the config."""
+    protocol = args.protocol or cfg.client.protocol
+    port = cfg.server.grpc_port if protocol == "grpc" else cfg.server.http_port
+    return SceneClient(
+        args.url or f"{cfg.server.host}:{port}",
+        protocol=protocol,
+        timeout_s=args.timeout or cfg.client.timeout_s,
+        max_in_flight=args.max_in_flight or cfg.client.max_in_flight,
+    )
+
+
+def _batch_size(args: argparse.Namespace, cfg: Config, client: SceneClient) -> int:
+    wanted = args.batch_size or cfg.client.batch_size
+    try:
+        limit = client.max_batch_size()
+    except MMWError:
+        return wanted
+    if 0 < limit < wanted:
+        print(
+            f"{PROG}: note: batch size {wanted} is above the model's max_batch_size {limit}; using {limit}",
+            file=sys.stderr,
+        )
+        return limit
+    return wanted
+
+
+def _batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iterator[list[bytes]]:
+    """Group encoded items into lists of ``size``; items go to ``keep`` for drawing later.
+
+    When the source fails, the partial batch is still sent before the error is raised.
+    """
+    batch: list[bytes] = []
+    while True:
+        try:
+            data, item = next(items)
+        except StopIteration:
+            break
+        except MMWError as exc:
+            if batch:
+                yield batch
+            raise exc from None
+        keep.append(item)
+        batch.append(data)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_video(args: argparse.Namespace, cfg: Config) -> int:
+    path = Path(args.path)
+    fps = args.fps or cfg.client.fps
+    info = probe(path)
+    out_dir = _out_dir(args, cfg)
+    quality = cfg.client.jpeg_quality
+    frames: list[FrameResult] = []
+    error: MMWError | None = None
+    with make_client(args, cfg) as client:
+        client.check_ready()
+        batch_size = _batch_size(args, cfg, client)
+        models = client.describe()
+        waiting: deque[SampledFrame] = deque()
+        encoded = ((encode_jpeg(f.rgb, quality), f) for f in sample_frames(path, fps))
+        writer = AnnotatedVideoWriter(out_dir / "annotated.mp4", fps, (info.width, info.height))
+        total = expected_sample_count(info, fps)
+        try:
+            with writer, tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
+                for results in client.infer_many(_batches(encoded, batch_size, waiting)):
+                    for result in results:
+                        frame = waiting.popleft()
+                        frames.append(FrameResult(frame.index, frame.timestamp_s, result))
+                        writer.write(annotate(frame.rgb, result, frame.timestamp_s), timestamp_s=frame.timestamp_s)
+                        bar.update(1)
+        except MMWError as exc:
+            error = exc
+        except KeyboardInterrupt:
+            error = InputError(f"interrupted after {len(frames)} frames")
+    if not frames:
+        raise error or InputError(f"video {path}: no frame was sampled")
+    results_path = VideoResults(
+        source=str(path),
+        fps_sampled=fps,
+        width=info.width,
+        height=info.height,
+        duration_s=info.duration_s,
+        frames=frames,
+        models=models,
+        complete=error is None,
+        error=_one_line(error) if error else None,
+    ).write(out_dir / "results.json")
+    partial = " (partial: stopped by an error)" if error else ""
+    print(f"results{partial}: {results_path}")
+    if writer.frames_written:
+        print(f"annotated video: {writer.path} ({writer.codec}, {writer.frames_written} frames at {fps:g} fps)")
+    size = f"{info.width}x{info.height}, {info.duration_s:.1f} s"
+    print(f"{len(frames)} frames sampled at {fps:g} fps from {path} ({size})")
+    for line in summary_lines(summarize([f.image for f in frames]), unit="frames"):
+        print(line)
+    if error:
+        raise error
+    return 0
+
+
+def run_images(args: argparse.Namespace, cfg: Config) -> int:
+    paths = [Path(p) for p in args.paths]
+    for p in paths:
+        if not p.is_file():
+            raise InputError(f"image {p}: not found or not a file (expected a JPEG or PNG file)")
+    out_dir = _out_dir(args, cfg)
+    entries: list[ImageEntry] = []
+    error: MMWError | None = None
+    used: set[str] = set()
+
+    def read_all() -> Iterator[tuple[bytes, tuple[Path, np.ndarray]]]:
+        for p in paths:
+            data, rgb = read_image(p)
+            yield data, (p, rgb)
+
+    with make_client(args, cfg) as client:
+        client.check_ready()
+        batch_size = _batch_size(args, cfg, client)
+        models = client.describe()
+        waiting: deque[tuple[Path, np.ndarray]] = deque()
+        try:
+            with tqdm(total=len(paths), unit="image", disable=None, leave=False) as bar:
+                for results in client.infer_many(_batches(read_all(), batch_size, waiting)):
+                    for result in results:
+                        p, rgb = waiting.popleft()
+                        name = _unique_name(p, used)
+                        write_png(out_dir / name, annotate(rgb, result))
+                        h, w = rgb.shape[:2]
+                        entries.append(ImageEntry(source=str(p), width=w, height=h, image=result, annotated=name))
+                        bar.update(1)
+        except MMWError as exc:
+            error = exc
+        except KeyboardInterrupt:
+            error = InputError(f"interrupted after {len(entries)} images")
+    if not entries:
+        raise error or InputError("images: nothing was processed")
+    results_path = ImageSetResults(
+        images=entries, models=models, complete=error is None, error=_one_line(error) if error else None
+    ).write(out_dir / "results.json")
+    partial = " (partial: stopped by an error)" if error else ""
+    print(f"results{partial}: {results_path}")
+    print(f"annotated images: {len(entries)} PNG files in {out_dir}")
+    for line in summary_lines(summarize([e.image for e in entries]), unit="images"):
+        print(line)
+    if error:
+        raise error
+    return 0
+
+
+def _unique_name(path: Path, used: set[str]) -> str:
+    name = f"{path.stem}.annotated.png"
+    k = 2
+    while name in used:
+        name = f"{path.stem}_{k}.annotated.png"
+        k += 1
+    used.add(name)
+    return name
+
+
+def run_sample_video(args: argparse.Namespace) -> int:
+    from clients.sample_video import make_sample_video  # imported here: scikit-image is optional
+
+    out = make_sample_video(args.out, seconds=args.seconds, fps=args.fps, size=args.size)
+    info = probe(out)
+    print(
+        f"sample video: {out} ({info.width}x{info.height}, {info.duration_s:.1f} s, {info.frame_count} frames, "
+        f"{info.codec})"
+    )
+    return 0

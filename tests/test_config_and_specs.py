@@ -1,0 +1,127 @@
+"""config.yaml validation, and the repository's config.pbtxt files parsed back against their specs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmw.config import DEFAULT_CONFIG_PATH, Config, build, load_config
+from mmw.errors import ConfigError, ModelSpecError
+from mmw.repository import check_repository, parse_config, render_config, to_model_config, write_repository
+from mmw.specs import ENSEMBLE_NAME, EnsembleStep, TensorSpec, check_ensemble, repository_specs
+
+REPO = Path(__file__).resolve().parent.parent / "model_repository"
+
+
+def test_default_config_loads() -> None:
+    config = load_config()
+    assert config.server.host == "127.0.0.1"
+    assert (config.server.http_port, config.server.grpc_port, config.server.metrics_port) == (8000, 8001, 8002)
+    assert config.serving.max_batch_size >= 8
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"server": {"htp_port": 1}}, "server.htp_port: unknown setting; allowed keys under server: "),
+        ({"serverr": {}}, "serverr: unknown setting; allowed keys: client, models, server, serving"),
+        ({"server": {"http_port": "8000"}}, "server.http_port: expected an integer, got str"),
+        ({"server": {"http_port": True}}, "server.http_port: expected an integer, got bool"),
+        ({"server": {"http_port": 70000}}, r"server.http_port: expected a port in 1..65535, got 70000"),
+        ({"server": {"grpc_port": 8000}}, "must differ"),
+        ({"server": {"mode": "k8s"}}, "server.mode: expected one of 'local', got 'k8s'"),
+        ({"models": {"detector": {"score_threshold": 1.5}}}, r"models.detector.score_threshold: expected a number in \[0, 1\]"),
+        ({"models": {"detector": "x"}}, "models.detector: expected a mapping, got str"),
+        ({"models": {"labeller": {"top_k": 0}}}, "models.labeller.top_k: expected 1..1000, got 0"),
+        ({"client": {"protocol": "udp"}}, "client.protocol: expected one of 'grpc', 'http', got 'udp'"),
+        ({"serving": {"instances": 0}}, "serving.instances: expected a positive number"),
+    ],
+)
+def test_bad_settings_name_the_field(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(Config, data)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("server: [1, 2", "not valid YAML"), ("- a\n- b\n", "expected a mapping at the top level")],
+)
+def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_empty_config_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("# nothing set\n")
+    assert load_config(path) == Config()
+
+
+def test_shipped_config_sets_every_key() -> None:
+    """config.yaml documents every setting: loading it equals building from its full text."""
+    import yaml
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    assert set(data) == {"server", "models", "serving", "client"}
+    assert set(data["server"]) == set(Config().server.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("spec", repository_specs(load_config()), ids=lambda s: s.name)
+def test_committed_config_pbtxt_matches_spec(spec) -> None:  # noqa: ANN001
+    text = (REPO / spec.name / "config.pbtxt").read_text()
+    assert parse_config(text) == to_model_config(spec)
+
+
+def test_check_repository_detects_drift(tmp_path: Path) -> None:
+    config = load_config()
+    root = tmp_path / "repo"
+    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns("*.onnx", "*.json", "__pycache__"))
+    check_repository(config, root)
+    pbtxt = root / "detector" / "config.pbtxt"
+    pbtxt.write_text(pbtxt.read_text().replace("max_batch_size: 8", "max_batch_size: 4"))
+    with pytest.raises(ModelSpecError, match="detector/config.pbtxt: differs from its spec"):
+        check_repository(config, root)
+    assert write_repository(config, root) == [pbtxt]
+    check_repository(config, root)
+
+
+def test_config_yaml_values_reach_the_configs(tmp_path: Path) -> None:
+    config = build(Config, {"models": {"detector": {"score_threshold": 0.55}, "labeller": {"top_k": 3}},
+                            "serving": {"instances": 3, "max_batch_size": 16}})
+    specs = {s.name: s for s in repository_specs(config)}
+    post = to_model_config(specs["postprocess"])
+    assert post.parameters["score_threshold"].string_value == "0.55"
+    assert list(to_model_config(specs[ENSEMBLE_NAME]).output[5].dims) == [3]  # LABELS [top_k]
+    assert to_model_config(specs["detector"]).instance_group[0].count == 3
+    assert all(to_model_config(s).max_batch_size == 16 for s in specs.values())
+
+
+def test_gpu_variant_keeps_the_ensemble_interface() -> None:
+    config = load_config()
+    cpu = {s.name: to_model_config(s) for s in repository_specs(config, "cpu")}
+    for backend, platform in (("onnxruntime", "onnxruntime_onnx"), ("tensorrt", "tensorrt_plan")):
+        gpu = {s.name: to_model_config(s) for s in repository_specs(config, "gpu", backend)}
+        assert gpu[ENSEMBLE_NAME] == cpu[ENSEMBLE_NAME]
+        assert gpu["detector"].platform == platform and gpu["detector"].instance_group[0].kind == 1  # KIND_GPU
+        assert list(gpu["detector"].input) == list(cpu["detector"].input)
+        assert parse_config(render_config(next(s for s in repository_specs(config, "gpu", backend)
+                                               if s.name == "labeller"))) == gpu["labeller"]
+    with pytest.raises(ModelSpecError, match="expected one of"):
+        repository_specs(config, "tpu")
+
+
+def test_ensemble_check_catches_wiring_mistakes() -> None:
+    specs = {s.name: s for s in repository_specs(load_config())}
+    ensemble = specs[ENSEMBLE_NAME]
+    broken = ensemble.__class__(**{**ensemble.__dict__, "steps": (
+        EnsembleStep("detector", (("images", "DETECTOR_INPUT"),), ()), *ensemble.steps)})
+    with pytest.raises(ModelSpecError, match="used by detector before it is produced"):
+        check_ensemble(broken, specs)
+    with pytest.raises(ModelSpecError, match="dtype 'float64' not allowed"):
+        TensorSpec("x", "float64", (1,))
