@@ -3,6 +3,7 @@
 ``video PATH``      sample frames, send them in batches, write results.json and annotated.mp4
 ``image PATH...``   results.json and an annotated PNG per image
 ``sample-video OUT`` write a deterministic test video made from real photos
+``perf``            run Triton's perf_analyzer on the ensemble with a real JPEG as input data
 
 Defaults come from ``config/config.yaml`` (``client`` and ``server`` sections). Errors print one
 line ``clients: error: ...`` and exit 1; results of what was processed before an error are kept.
@@ -15,7 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -31,6 +32,16 @@ from mmw.errors import InputError, MMWError
 
 PROG = "clients"
 T = TypeVar("T")
+
+
+class Interrupted(MMWError):
+    """Ctrl-C during a run: the results so far are written, then the run ends with status 130."""
+
+
+def _reraise(error: MMWError) -> NoReturn:
+    if isinstance(error, Interrupted):
+        raise KeyboardInterrupt
+    raise error
 
 
 def _positive_float(text: str) -> float:
@@ -63,7 +74,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Scene understanding client of the Triton ensemble.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,image,sample-video}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,image,sample-video,perf}")
 
     def server_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", metavar="DIR", help="output folder (default: client.out_dir of the config)")
@@ -88,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seconds", type=_positive_float, default=8.0, help="length (default 8)")
     sample.add_argument("--fps", type=_positive_float, default=10.0, help="frame rate (default 10)")
     sample.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
+
+    perf = sub.add_parser("perf", help="perf_analyzer on the ensemble (a real JPEG as input data)")
+    perf.add_argument("--image", metavar="PATH", help="JPEG to send (default: scikit-image's coffee photo)")
+    perf.add_argument("--concurrency", default="1:4", metavar="A:B", help="--concurrency-range (default 1:4)")
+    perf.add_argument("--measurement-ms", type=_positive_int, default=5000, metavar="MS",
+                      help="--measurement-interval (default 5000)")
+    perf.add_argument("--protocol", choices=("grpc", "http"), help="default: client.protocol of the config")
+    perf.add_argument("--url", metavar="HOST:PORT", help="server address (default: server.host and the port)")
+    perf.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
     return parser
 
 
@@ -100,9 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config)
         if args.command == "video":
             return run_video(args, cfg)
+        if args.command == "perf":
+            return run_perf(args, cfg)
         return run_images(args, cfg)
     except MMWError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # writing results: a full disk, a read-only folder, ...
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -195,9 +221,9 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
         except MMWError as exc:
             error = exc
         except KeyboardInterrupt:
-            error = InputError(f"interrupted after {len(frames)} frames")
+            error = Interrupted(f"interrupted after {len(frames)} frames")
     if not frames:
-        raise error or InputError(f"video {path}: no frame was sampled")
+        _reraise(error or InputError(f"video {path}: no frame was sampled"))
     results_path = VideoResults(
         source=str(path),
         fps_sampled=fps,
@@ -218,7 +244,7 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
     for line in summary_lines(summarize([f.image for f in frames]), unit="frames"):
         print(line)
     if error:
-        raise error
+        _reraise(error)
     return 0
 
 
@@ -255,9 +281,9 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
         except MMWError as exc:
             error = exc
         except KeyboardInterrupt:
-            error = InputError(f"interrupted after {len(entries)} images")
+            error = Interrupted(f"interrupted after {len(entries)} images")
     if not entries:
-        raise error or InputError("images: nothing was processed")
+        _reraise(error or InputError("images: nothing was processed"))
     results_path = ImageSetResults(
         images=entries, models=models, complete=error is None, error=_one_line(error) if error else None
     ).write(out_dir / "results.json")
@@ -267,7 +293,7 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
     for line in summary_lines(summarize([e.image for e in entries]), unit="images"):
         print(line)
     if error:
-        raise error
+        _reraise(error)
     return 0
 
 
@@ -290,4 +316,26 @@ def run_sample_video(args: argparse.Namespace) -> int:
         f"sample video: {out} ({info.width}x{info.height}, {info.duration_s:.1f} s, {info.frame_count} frames, "
         f"{info.codec})"
     )
+    return 0
+
+
+def run_perf(args: argparse.Namespace, cfg: Config) -> int:
+    """Print and run a plain perf_analyzer command line against the ensemble."""
+    from clients import perf_analyzer
+
+    if args.image:
+        data, _ = read_image(args.image)
+    else:
+        from clients.sample_video import load_photo
+
+        data = encode_jpeg(load_photo("coffee"), cfg.client.jpeg_quality)
+    protocol = args.protocol or cfg.client.protocol
+    port = cfg.server.grpc_port if protocol == "grpc" else cfg.server.http_port
+    work = cfg.path(cfg.server.state_dir) / "perf"
+    input_data = perf_analyzer.write_input_data([data], work / "input.json")
+    cmd = perf_analyzer.perf_analyzer_command("scene_understanding", args.url or f"{cfg.server.host}:{port}",
+                                              protocol, input_data, args.concurrency, args.measurement_ms)
+    print(" ".join(cmd), flush=True)
+    done = perf_analyzer.run_perf_analyzer(cmd, work / "lib")
+    print(done.stdout)
     return 0

@@ -38,6 +38,7 @@ class Mp4Writer:
     height is padded by one black pixel because yuv420p needs even dimensions. The file is
     written under a temporary name and renamed when the writer closes, so an interrupted run
     never leaves a half-written file at ``path``; a writer that got no frame writes no file.
+    ``deterministic`` makes libx264 write the same bytes for the same frames on every run.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class Mp4Writer:
         *,
         codec: str | None = None,
         crf: int = 23,
+        deterministic: bool = False,
     ) -> None:
         if fps <= 0:
             raise InputError(f"video writer: expected fps > 0, got {fps}")
@@ -61,6 +63,7 @@ class Mp4Writer:
         self.encoded_size = (_even(self.size[0]), _even(self.size[1]))
         self.codec = codec or pick_codec()
         self.crf = crf
+        self.deterministic = deterministic
         self.frames_written = 0
         self._last_pts = -1
         self._container: av.container.OutputContainer | None = None
@@ -70,7 +73,11 @@ class Mp4Writer:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container = av.open(str(self._tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
-        options = {"crf": str(self.crf), "preset": "veryfast"} if self.codec == "libx264" else {}
+        options: dict[str, str] = {}
+        if self.codec == "libx264":
+            options = {"crf": str(self.crf), "preset": "veryfast"}
+            if self.deterministic:  # x264's macroblock tree made byte-different files run to run here
+                options |= {"threads": "1", "x264-params": "mbtree=0"}
         stream = container.add_stream(self.codec, rate=self.rate, options=options)
         stream.width, stream.height = self.encoded_size
         stream.pix_fmt = "yuv420p"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,10 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "CAPTION",
     "CAPTION_SOURCE",
 )
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+# An indented list of numbers; the newline after "[" cannot occur inside a JSON string.
+_NUMBER_LIST = re.compile(rf"\[\n\s*({_NUMBER}(?:,\n\s*{_NUMBER})*)\n\s*\]")
 
 # Decimals kept in results.json: pixels, scores, seconds.
 _BOX_DECIMALS = 2
@@ -182,8 +187,9 @@ class _ResultsFile:
         raise NotImplementedError
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The results as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False) + "\n"
+        """The results as JSON text (lists of numbers such as boxes stay on one line)."""
+        text = json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
 
     def write(self, path: str | Path) -> Path:
         """Write ``results.json`` atomically (a temporary file in the same folder, then ``os.replace``)."""

@@ -65,7 +65,7 @@ def make_sample_video(
     per_photo = max(1, round(seconds_per_photo * fps))
     photos: dict[int, np.ndarray] = {}
     out = Path(path)
-    with Mp4Writer(out, fps, (width, height), crf=20) as writer:
+    with Mp4Writer(out, fps, (width, height), crf=20, deterministic=True) as writer:
         for i in range(n_frames):
             segment = i // per_photo
             if segment not in photos:

@@ -42,7 +42,7 @@ def summary_lines(summary: Summary, unit: str = "frames", max_classes: int = 8) 
     lines = []
     if summary.objects:
         parts = [
-            f"{name} {count} (in {summary.images_with[name]} {unit})"
+            f"{name} {count} (in {_count(summary.images_with[name], unit)})"
             for name, count in summary.objects.most_common(max_classes)
         ]
         more = len(summary.objects) - max_classes
@@ -56,3 +56,8 @@ def summary_lines(summary: Summary, unit: str = "frames", max_classes: int = 8) 
         caption, count = summary.captions.most_common(1)[0]
         lines.append(f'most frequent caption: "{caption}" ({count}/{n} {unit})')
     return lines
+
+
+def _count(n: int, unit: str) -> str:
+    """``1 frame``, ``2 frames``: ``unit`` is the plural."""
+    return f"{n} {unit if n != 1 else unit.removesuffix('s')}"

@@ -282,13 +282,9 @@ class SceneClient:
     def _wait(self, future: Future[Any]) -> Any:
         try:
             return future.result(timeout=self.timeout_s + _GRACE_S)
-        except FutureTimeout:
-            raise InferenceError(
-                f"the Triton server at {self.url} did not answer within {self.timeout_s:g} s"
-            ) from None
-        except InferenceError:
-            raise
         except Exception as exc:
+            if isinstance(exc, FutureTimeout) and not future.done():  # our own wait ran out, not the request's
+                exc = TimeoutError()
             raise self._translate(exc) from None
 
     def _parse(self, raw: Any, n: int) -> list[ImageResult]:

@@ -82,7 +82,7 @@ def validate_onnx(module: torch.nn.Module, spec: NetworkSpec, path: Path,
             ref = module(x)
         ref = ref if isinstance(ref, tuple) else (ref,)
         got = session.run([t.name for t in spec.outputs], {spec.inputs[0].name: x.numpy()})
-        for t, r, g in zip(spec.outputs, ref, got):
+        for t, r, g in zip(spec.outputs, ref, got, strict=False):
             r = r.numpy()
             expected_shape = (batch, *t.dims)
             if g.shape != expected_shape:

@@ -111,9 +111,9 @@ class SSDMobileNetV2(nn.Module):
             cin = depth
         self.extras = nn.ModuleList(extras)
         self.box_heads = nn.ModuleList(nn.Conv2d(d, a * 4, 3, padding=1)
-                                       for d, a in zip(_FEATURE_DEPTHS, _ANCHORS_PER_CELL))
+                                       for d, a in zip(_FEATURE_DEPTHS, _ANCHORS_PER_CELL, strict=False))
         self.class_heads = nn.ModuleList(nn.Conv2d(d, a * NUM_DETECTOR_CLASSES, 3, padding=1)
-                                         for d, a in zip(_FEATURE_DEPTHS, _ANCHORS_PER_CELL))
+                                         for d, a in zip(_FEATURE_DEPTHS, _ANCHORS_PER_CELL, strict=False))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2).float() * (2.0 / 255.0) - 1.0
@@ -129,7 +129,7 @@ class SSDMobileNetV2(nn.Module):
             x = extra(x)
             features.append(x)
         boxes, scores = [], []
-        for feature, box_head, class_head in zip(features, self.box_heads, self.class_heads):
+        for feature, box_head, class_head in zip(features, self.box_heads, self.class_heads, strict=False):
             n = feature.shape[0]
             boxes.append(box_head(feature).permute(0, 2, 3, 1).reshape(n, -1, 4))
             scores.append(class_head(feature).permute(0, 2, 3, 1).reshape(n, -1, NUM_DETECTOR_CLASSES))
@@ -145,7 +145,7 @@ def _tf_names(model: SSDMobileNetV2) -> list[tuple[SameConv, str]]:
             pairs.append((block.expand, scope + "/expand"))
         pairs += [(block.depthwise, scope + "/depthwise"), (block.project, scope + "/project")]
     pairs.append((model.head_conv, _PREFIX + "Conv_1"))
-    for extra, (index, depth) in zip(model.extras, _EXTRA_LAYERS):
+    for extra, (index, depth) in zip(model.extras, _EXTRA_LAYERS, strict=False):
         first = f"{_PREFIX}layer_19_1_Conv2d_{index}_1x1_{depth // 2}"
         second = f"{_PREFIX}layer_19_2_Conv2d_{index}_3x3_s2_{depth}"
         pairs += [(extra[0], first), (extra[1], second + "_depthwise"), (extra[2], second)]
@@ -181,7 +181,7 @@ def load_ssd_mobilenet_v2(path: str | Path | None = None) -> SSDMobileNetV2:
             layer.bn.bias.copy_(_take(constants, scope + "/BatchNorm/beta", (c,)))
             layer.bn.running_mean.copy_(_take(constants, scope + "/BatchNorm/moving_mean", (c,)))
             layer.bn.running_var.copy_(_take(constants, scope + "/BatchNorm/moving_variance", (c,)))
-        for i, (box_head, class_head) in enumerate(zip(model.box_heads, model.class_heads)):
+        for i, (box_head, class_head) in enumerate(zip(model.box_heads, model.class_heads, strict=False)):
             for head, kind in ((box_head, "BoxEncodingPredictor"), (class_head, "ClassPredictor")):
                 scope = f"BoxPredictor_{i}/{kind}"
                 w = _take(constants, scope + "/weights", (3, 3, head.in_channels, head.out_channels))
@@ -196,4 +196,4 @@ def example_input(batch: int = 1) -> torch.Tensor:
     return torch.randint(0, 256, (batch, DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3), dtype=torch.uint8, generator=g)
 
 
-assert sum(a * s * s for a, s in zip(_ANCHORS_PER_CELL, SSD_GRID_SIZES)) == NUM_ANCHORS
+assert sum(a * s * s for a, s in zip(_ANCHORS_PER_CELL, SSD_GRID_SIZES, strict=False)) == NUM_ANCHORS

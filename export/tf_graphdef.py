@@ -9,9 +9,9 @@ Field numbers follow tensorflow/core/framework/{graph,node_def,attr_value,tensor
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

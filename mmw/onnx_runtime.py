@@ -11,7 +11,7 @@ from mmw.errors import ExportError
 from mmw.processing.pipeline import PostprocessParams, caption, postprocess, preprocess_images
 
 
-def create_session(path: str | Path, threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)):  # noqa: ANN201
+def create_session(path: str | Path, threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)):
     """An onnxruntime InferenceSession tuned for small CPU hosts (inter-op 1, no spinning)."""
     import onnxruntime as ort
 

@@ -19,7 +19,7 @@ HEADER = "# Generated from mmw/specs.py and config/config.yaml by `python -m exp
 _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "ensemble": "ensemble"}
 
 
-def _tensor(message, spec: TensorSpec) -> None:  # noqa: ANN001 - ModelInput or ModelOutput
+def _tensor(message, spec: TensorSpec) -> None:
     message.name = spec.name
     message.data_type = mc.DataType.Value(spec.triton_type)
     message.dims.extend(spec.dims)

@@ -39,7 +39,8 @@ class TensorSpec:
 
     def __post_init__(self) -> None:
         if self.dtype not in _TRITON_TYPES:
-            raise ModelSpecError(f"tensor {self.name}: dtype {self.dtype!r} not allowed; allowed: {sorted(_TRITON_TYPES)}")
+            raise ModelSpecError(
+                f"tensor {self.name}: dtype {self.dtype!r} not allowed; allowed: {sorted(_TRITON_TYPES)}")
 
     @property
     def triton_type(self) -> str:

@@ -55,7 +55,7 @@ class BatchedStep:
     def _one(self, inputs: dict[str, np.ndarray]) -> object:
         try:
             return self._response(self.compute(inputs))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes this request's error
+        except Exception as exc:
             return self._error(exc)
 
     def execute(self, requests: Sequence[object]) -> list[object]:
@@ -71,7 +71,7 @@ class BatchedStep:
         merged = {name: np.concatenate([a[name] for a in per_request]) for name in self.input_names}
         try:
             outputs = self.compute(merged)
-        except Exception:  # noqa: BLE001 - retry alone so only the bad request fails
+        except Exception:
             return [self._one(inputs) for inputs in per_request]
         responses, start = [], 0
         for size in sizes:
@@ -93,4 +93,4 @@ class OnnxStep(BatchedStep):
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.session.run(self.output_names, inputs)
-        return dict(zip(self.output_names, results))
+        return dict(zip(self.output_names, results, strict=False))

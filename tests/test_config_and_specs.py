@@ -32,7 +32,8 @@ def test_default_config_loads() -> None:
         ({"server": {"http_port": 70000}}, r"server.http_port: expected a port in 1..65535, got 70000"),
         ({"server": {"grpc_port": 8000}}, "must differ"),
         ({"server": {"mode": "k8s"}}, "server.mode: expected one of 'local', got 'k8s'"),
-        ({"models": {"detector": {"score_threshold": 1.5}}}, r"models.detector.score_threshold: expected a number in \[0, 1\]"),
+        ({"models": {"detector": {"score_threshold": 1.5}}},
+         r"models.detector.score_threshold: expected a number in \[0, 1\]"),
         ({"models": {"detector": "x"}}, "models.detector: expected a mapping, got str"),
         ({"models": {"labeller": {"top_k": 0}}}, "models.labeller.top_k: expected 1..1000, got 0"),
         ({"client": {"protocol": "udp"}}, "client.protocol: expected one of 'grpc', 'http', got 'udp'"),
@@ -73,7 +74,7 @@ def test_shipped_config_sets_every_key() -> None:
 
 
 @pytest.mark.parametrize("spec", repository_specs(load_config()), ids=lambda s: s.name)
-def test_committed_config_pbtxt_matches_spec(spec) -> None:  # noqa: ANN001
+def test_committed_config_pbtxt_matches_spec(spec) -> None:
     text = (REPO / spec.name / "config.pbtxt").read_text()
     assert parse_config(text) == to_model_config(spec)
 
@@ -85,7 +86,7 @@ def test_check_repository_detects_drift(tmp_path: Path) -> None:
     check_repository(config, root)
     pbtxt = root / "detector" / "config.pbtxt"
     pbtxt.write_text(pbtxt.read_text().replace("max_batch_size: 8", "max_batch_size: 4"))
-    with pytest.raises(ModelSpecError, match="detector/config.pbtxt: differs from its spec"):
+    with pytest.raises(ModelSpecError, match=r"detector/config\.pbtxt: differs from its spec"):
         check_repository(config, root)
     assert write_repository(config, root) == [pbtxt]
     check_repository(config, root)

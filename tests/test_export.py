@@ -76,7 +76,8 @@ def test_detector_finds_the_obvious_object(name: str, expected_class: int, ssd: 
     assert det.class_ids[0] == expected_class
 
 
-@pytest.mark.parametrize(("name", "allowed_top1"), [("chelsea", {281, 282, 283, 284, 285}), ("coffee", {967, 968, 504})])
+@pytest.mark.parametrize(
+    ("name", "allowed_top1"), [("chelsea", {281, 282, 283, 284, 285}), ("coffee", {967, 968, 504})])
 def test_labeller_top1_on_real_photos(name: str, allowed_top1: set[int]) -> None:
     model = load_efficientnet_lite0()
     with torch.no_grad():
@@ -89,7 +90,7 @@ def test_labeller_top1_on_real_photos(name: str, allowed_top1: set[int]) -> None
     [(DETECTOR, load_ssd_mobilenet_v2, detector_example), (LABELLER, load_efficientnet_lite0, labeller_example)],
     ids=["detector", "labeller"],
 )
-def test_onnx_matches_pytorch(spec, load, make_input, engines: dict[str, Path]) -> None:  # noqa: ANN001
+def test_onnx_matches_pytorch(spec, load, make_input, engines: dict[str, Path]) -> None:
     """The shipped ONNX equals PyTorch within the spec's listed tolerance, at batch 1 and 5 (dynamic axis)."""
     report = validate_onnx(load(), spec, engines[spec.name], make_input, batches=(1, 5))
     assert all(v <= spec.atol for v in report.max_abs_diff.values())

@@ -115,7 +115,8 @@ def test_count_phrase(noun: str, count: int, expected: str) -> None:
         (["person", "horse", "person"], [("seashore", 0.6)], "two people and a horse; scene: seashore"),
         ([], [("espresso", 0.9)], "no objects detected; scene: espresso"),
         (["cat"], [("tabby", 0.1)], "a cat"),
-        (["cup", "bowl", "dining table"], [("x", 0.1), ("espresso", 0.3)], "a cup, a bowl and a dining table; scene: espresso"),
+        (["cup", "bowl", "dining table"], [("x", 0.1), ("espresso", 0.3)],
+         "a cup, a bowl and a dining table; scene: espresso"),
         (["a1", "b1", "c1", "d1", "e1"], [], "an a1, a b1, a c1, a d1 and other objects"),
     ],
 )

@@ -91,7 +91,7 @@ def caption(class_ids: np.ndarray, num_detections: np.ndarray, label_ids: np.nda
     for i in range(class_ids.shape[0]):
         count = int(num_detections[i].reshape(-1)[0])
         objects = [coco_name(c) for c in class_ids[i, :count]]
-        scene = [(imagenet_short_name(j), float(s)) for j, s in zip(label_ids[i], label_scores[i])]
+        scene = [(imagenet_short_name(j), float(s)) for j, s in zip(label_ids[i], label_scores[i], strict=False)]
         captions.append([template_caption(objects, scene, min_label_score).encode()])
     n = len(captions)
     return {"CAPTION": np.array(captions, dtype=object).reshape(n, 1),

@@ -1,0 +1,71 @@
+# Multi-Model Workflows. Two commands do everything on a fresh machine:
+#   make run    install, build the ONNX networks, start Triton, analyse the sample video
+#   make test   the whole test suite (starts its own Triton on other ports)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+LAUNCHER := $(VENV)/bin/launcher
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+SAMPLE := data/sample.mp4
+RESULTS := results/sample
+
+.PHONY: install system-deps engines repository sample run stop status logs perf test lint clean
+
+# The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
+system-deps:
+	@if ! ldconfig -p | grep -q "libpython$(PYVER).so.1.0"; then \
+		echo "installing libpython$(PYVER) (needed by Triton's python backend stub)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "libpython$(PYVER)" >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(MAKE) --no-print-directory system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[export,samples,test]"
+	# The Triton server binary + python backend; its own deps (numpy<2 pin, Python API) are not needed.
+	$(PIP) install -q --no-deps nvidia-pytriton==0.7.0
+	touch $@
+
+install: $(VENV)/.installed
+
+engines: install
+	$(PY) -m export engines
+
+repository: install
+	$(PY) -m export repository
+
+$(SAMPLE): | $(VENV)/.installed
+	$(PY) -m clients sample-video $(SAMPLE)
+
+sample: install $(SAMPLE)
+
+run: engines sample
+	$(LAUNCHER) run --restart
+	$(PY) -m clients video $(SAMPLE) --out $(RESULTS)
+	@echo "Triton keeps running (launcher status / launcher logs / make stop)."
+
+stop: install
+	$(LAUNCHER) stop
+
+status: install
+	$(LAUNCHER) status
+
+logs: install
+	$(LAUNCHER) logs
+
+perf: install
+	$(PY) -m clients perf
+
+lint: install
+	$(PY) -m ruff check .
+
+test: engines
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+clean:
+	rm -rf results .triton data build .pytest_cache

@@ -1,0 +1,193 @@
+"""clients.triton_client without a Triton server: fake tritonclient classes and a closed port."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from clients.triton_client import SceneClient, normalize_url
+from mmw.errors import ConfigError, InferenceError, InputError
+
+
+class _FakeResult:
+    """Looks like an InferResult: captions say which request and image they answer."""
+
+    def __init__(self, request: int, n: int) -> None:
+        self._out = {
+            "BOXES": np.tile(np.array([[[1, 2, 3, 4]]], np.float32), (n, 1, 1)),
+            "SCORES": np.full((n, 1), 0.5, np.float32),
+            "CLASS_IDS": np.full((n, 1), 17, np.int32),
+            "CLASS_NAMES": np.full((n, 1), b"cat", dtype=object),
+            "NUM_DETECTIONS": np.ones((n, 1), np.int32),
+            "LABELS": np.full((n, 1), b"tabby", dtype=object),
+            "LABEL_SCORES": np.full((n, 1), 0.7, np.float32),
+            "CAPTION": np.array([[f"req{request}-img{i}".encode()] for i in range(n)], dtype=object),
+            "CAPTION_SOURCE": np.full((n, 1), b"template", dtype=object),
+        }
+
+    def as_numpy(self, name: str) -> np.ndarray | None:
+        return self._out.get(name)
+
+
+class _Backend:
+    """Shared state of the fake clients: request order, concurrency and a failing request."""
+
+    def __init__(self, fail_request: int | None = None) -> None:
+        self.lock = threading.Lock()
+        self.submitted = 0
+        self.in_flight = 0
+        self.max_seen = 0
+        self.fail_request = fail_request
+
+    def run(self, n: int) -> _FakeResult:
+        with self.lock:
+            request = self.submitted
+            self.submitted += 1
+            self.in_flight += 1
+            self.max_seen = max(self.max_seen, self.in_flight)
+        time.sleep(random.uniform(0.0, 0.02))  # finish out of order
+        with self.lock:
+            self.in_flight -= 1
+        if request == self.fail_request:
+            raise InferenceServerException("model exploded", status="StatusCode.INTERNAL")
+        return _FakeResult(request, n)
+
+
+def _batch_size(inputs: list[Any]) -> int:
+    return int(inputs[0].shape()[0])
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> _Backend:
+    state = _Backend()
+
+    class FakeGrpc:
+        def __init__(self, url: str, **kwargs: Any) -> None:
+            self.closed = False
+
+        def async_infer(self, model_name: str, inputs: list[Any], callback: Any, **kwargs: Any) -> None:
+            n = _batch_size(inputs)
+
+            def work() -> None:
+                try:
+                    callback(result=state.run(n), error=None)
+                except InferenceServerException as exc:
+                    callback(result=None, error=exc)
+
+            threading.Thread(target=work, daemon=True).start()
+
+        def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> _FakeResult:
+            return state.run(_batch_size(inputs))
+
+        def close(self) -> None:
+            self.closed = True
+
+    class FakeHttp(FakeGrpc):
+        def async_infer(self, *args: Any, **kwargs: Any) -> None:  # the client must not use it
+            raise AssertionError("HTTP requests go through worker threads")
+
+    monkeypatch.setattr(grpcclient, "InferenceServerClient", FakeGrpc)
+    monkeypatch.setattr(httpclient, "InferenceServerClient", FakeHttp)
+    return state
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_infer_many_keeps_order_and_in_flight_limit(backend: _Backend, protocol: str, max_in_flight: int) -> None:
+    sizes = [2, 1, 3, 2, 1, 4, 1, 2, 3, 1, 2, 2]
+    batches = [[b"jpeg"] * n for n in sizes]
+    with SceneClient("127.0.0.1:1", protocol, max_in_flight=max_in_flight) as client:  # type: ignore[arg-type]
+        out = list(client.infer_many(batches))
+    assert [len(r) for r in out] == sizes
+    assert [[x.caption for x in r] for r in out] == [[f"req{k}-img{i}" for i in range(n)] for k, n in enumerate(sizes)]
+    assert backend.max_seen <= max_in_flight
+    assert out[0][0].detections[0].class_name == "cat"
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_infer_many_drains_sent_requests_when_the_source_fails(backend: _Backend, protocol: str) -> None:
+    def batches() -> Iterator[list[bytes]]:
+        yield [b"a"]
+        yield [b"b", b"c"]
+        raise InputError("video broke at t=1.0 s")
+
+    got: list[int] = []
+    with SceneClient("127.0.0.1:1", protocol, max_in_flight=4) as client:  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="video broke"):
+            for results in client.infer_many(batches()):
+                got.append(len(results))
+    assert got == [1, 2]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_server_error_is_raised_in_turn(backend: _Backend, protocol: str) -> None:
+    backend.fail_request = 2
+    got = []
+    with SceneClient("127.0.0.1:1", protocol, max_in_flight=2) as client:  # type: ignore[arg-type]
+        with pytest.raises(InferenceError, match="answered an error for model 'scene_understanding': model exploded"):
+            for results in client.infer_many([[b"x"]] * 5):
+                got.append(results[0].caption)
+    assert got == ["req0-img0", "req1-img0"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_infer_one_request(backend: _Backend, protocol: str) -> None:
+    with SceneClient("127.0.0.1:1", protocol) as client:  # type: ignore[arg-type]
+        results = client.infer([b"a", b"b"])
+    assert [r.caption for r in results] == ["req0-img0", "req0-img1"]
+
+
+@pytest.mark.parametrize("bad", [[], [b""], [b"ok", "text"], b"raw bytes"])
+def test_infer_rejects_bad_images(backend: _Backend, bad: Any) -> None:
+    with SceneClient("127.0.0.1:1") as client, pytest.raises(InputError):
+        client.infer(bad)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unreachable_server(protocol: str) -> None:
+    url = f"127.0.0.1:{_closed_port()}"
+    with SceneClient(url, protocol, timeout_s=5) as client:  # type: ignore[arg-type]
+        assert client.server_ready() is False
+        assert client.model_ready() is False
+        for call in (client.check_ready, lambda: client.infer([b"x"]), lambda: list(client.infer_many([[b"x"]]))):
+            with pytest.raises(InferenceError, match=rf"server at {url} \({protocol}\) is not reachable.*launcher run"):
+                call()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("127.0.0.1:8001", "127.0.0.1:8001"),
+        ("http://localhost:8000/", "localhost:8000"),
+        ("grpc://host:1", "host:1"),
+        (" h:2 ", "h:2"),
+    ],
+)
+def test_normalize_url(url: str, expected: str) -> None:
+    assert normalize_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"protocol": "ftp"}, {"max_in_flight": 0}, {"timeout_s": 0}, {"url": "http://h:1/v2/models"}, {"url": ""}],
+)
+def test_bad_settings(kwargs: dict[str, Any]) -> None:
+    args = {"url": "127.0.0.1:8001"} | kwargs
+    with pytest.raises(ConfigError):
+        SceneClient(**args)
