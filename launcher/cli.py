@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds to wait for readiness (default: server.startup_timeout_s)")
     run.add_argument("--wait-for", action="append", metavar="MODEL", dest="wait_for",
                      help=f"model to wait for; repeatable (default: the ensemble, {default_models()[0]})")
+    run.add_argument("--restart", action="store_true",
+                     help="stop the server recorded in the PID file first, if one is running")
     run.add_argument("--no-write-repository", action="store_true",
                      help="start on the model repository as it is, without regenerating its config.pbtxt files")
 
@@ -100,6 +102,10 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     if not args.no_write_repository:
         write_repository(config)
     models = args.wait_for or default_models()
+    if args.restart:
+        stopped = stop_server(config)
+        if stopped.stopped or stopped.stale:
+            print(stopped.message, flush=True)
     record = start_server(config, models, timeout_s=args.timeout)
     print(f"tritonserver ready (pid {record.pid}, models: {', '.join(models)}): HTTP {record.http_url}  "
           f"gRPC {record.grpc_url}  metrics {record.metrics_url}  log {record.log_path}", flush=True)

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mmw.errors import ServerError
 
@@ -128,34 +129,43 @@ def read_from(path: Path, offset: int = 0) -> str:
         return ""
 
 
+def _last_lines(f: BinaryIO, end: int, lines: int) -> list[str]:
+    """The last ``lines`` lines of the open file ``f`` before byte ``end``."""
+    if lines == 0:
+        return []
+    block, data, pos = 64 * 1024, b"", end
+    while pos > 0 and data.count(b"\n") <= lines:
+        pos = max(0, pos - block)
+        f.seek(pos)
+        data = f.read(end - pos)
+    return data.decode(errors="replace").splitlines()[-lines:]
+
+
+def _open_log(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise ServerError(f"no server log at {path}: expected one after `launcher run` (with this config)") from None
+
+
 def tail(path: Path, lines: int = 50) -> list[str]:
     """The last ``lines`` lines of the log."""
     if lines < 0:
         raise ServerError(f"log lines: expected a number >= 0, got {lines}")
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            end = f.tell()
-            block, data = 64 * 1024, b""
-            pos = end
-            while pos > 0 and data.count(b"\n") <= lines:
-                pos = max(0, pos - block)
-                f.seek(pos)
-                data = f.read(end - pos)
-    except FileNotFoundError:
-        raise ServerError(f"no server log at {path}: expected one after `launcher run` (with this config)") from None
-    if lines == 0:
-        return []
-    return data.decode(errors="replace").splitlines()[-lines:]
+    with _open_log(path) as f:
+        return _last_lines(f, f.seek(0, os.SEEK_END), lines)
 
 
 def follow(path: Path, lines: int = 50, poll_s: float = 0.5,
            keep_going: Callable[[], bool] = lambda: True) -> Iterator[str]:
     """Yield the last ``lines`` lines, then new lines as they are written (reopens a rotated log)."""
-    yield from tail(path, lines)
-    f = path.open("rb")
+    if lines < 0:
+        raise ServerError(f"log lines: expected a number >= 0, got {lines}")
+    f = _open_log(path)
     try:
-        f.seek(0, os.SEEK_END)
+        end = f.seek(0, os.SEEK_END)
+        yield from _last_lines(f, end, lines)
+        f.seek(end)
         inode = os.fstat(f.fileno()).st_ino
         pending = b""
         while keep_going():

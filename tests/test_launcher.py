@@ -203,6 +203,18 @@ def test_missing_model_py_fails_fast_and_frees_shared_memory(tmp_path: Path, mon
 
 
 @pytest.mark.server
+def test_startup_timeout_names_the_model_and_stops_the_server(tmp_path: Path) -> None:
+    slow = ADD_ONE + "\n    def initialize(self, args):\n        import time\n        time.sleep(60)\n"
+    config = make_config(tmp_path, 18003, {"slow": slow}, exit_timeout_s=1)
+    started = set(local_server._CHILDREN)
+    with pytest.raises(ServerError, match=r"not ready after 2 s: .*still loading: slow\. Stopped it"):
+        start_server(config, ["slow"], timeout_s=2)
+    assert not server_paths(config).pid_file.exists()
+    for pid in set(local_server._CHILDREN) - started:
+        assert _gone(pid)
+
+
+@pytest.mark.server
 def test_unknown_model_name_fails_fast_and_stops_the_server(tmp_path: Path) -> None:
     config = make_config(tmp_path, 18006)
     t0 = time.monotonic()
@@ -310,6 +322,12 @@ def test_cli_run_status_logs_stop(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert cli.main([*base, "run", "--no-write-repository", "--wait-for", "add1"]) == 1
     assert capsys.readouterr().err.startswith("launcher: error: a tritonserver started by launcher already runs")
+
+    first_pid = json.loads((tmp_path / "state" / "tritonserver.pid").read_text())["pid"]
+    assert cli.main([*base, "run", "--restart", "--no-write-repository", "--wait-for", "add1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"tritonserver (pid {first_pid}) stopped") and out[1].startswith("tritonserver ready")
+    assert json.loads((tmp_path / "state" / "tritonserver.pid").read_text())["pid"] != first_pid
 
     assert cli.main([*base, "stop"]) == 0
     assert "stopped" in capsys.readouterr().out
