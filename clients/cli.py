@@ -27,6 +27,7 @@ from clients.results import FrameResult, ImageEntry, ImageSetResults, VideoResul
 from clients.summary import summarize, summary_lines
 from clients.triton_client import SceneClient
 from clients.video import SampledFrame, encode_jpeg, expected_sample_count, probe, sample_frames
+from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.errors import InputError, MMWError
 
@@ -42,26 +43,6 @@ def _reraise(error: MMWError) -> NoReturn:
     if isinstance(error, Interrupted):
         raise KeyboardInterrupt
     raise error
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -80,14 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", metavar="DIR", help="output folder (default: client.out_dir of the config)")
         p.add_argument("--protocol", choices=("grpc", "http"), help="default: client.protocol of the config")
         p.add_argument("--url", metavar="HOST:PORT", help="server address (default: server.host and the port)")
-        p.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per request")
-        p.add_argument("--max-in-flight", type=_positive_int, metavar="N", help="requests in flight at once")
-        p.add_argument("--timeout", type=_positive_float, metavar="S", help="seconds to wait for one request")
+        p.add_argument("--batch-size", type=positive_int, metavar="N", help="images per request")
+        p.add_argument("--max-in-flight", type=positive_int, metavar="N", help="requests in flight at once")
+        p.add_argument("--timeout", type=positive_float, metavar="S", help="seconds to wait for one request")
         p.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
 
     video = sub.add_parser("video", help="analyse a video: results.json and annotated.mp4")
     video.add_argument("path", metavar="PATH", help="video file (MP4, MKV, MOV, AVI, WebM, ...)")
-    video.add_argument("--fps", type=_positive_float, help="frames sampled per second (default: client.fps)")
+    video.add_argument("--fps", type=positive_float, help="frames sampled per second (default: client.fps)")
     server_options(video)
 
     image = sub.add_parser("image", help="analyse images: results.json and an annotated PNG each")
@@ -96,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample-video", help="write a test video panning over real photos")
     sample.add_argument("out", metavar="OUT", help="output .mp4 path")
-    sample.add_argument("--seconds", type=_positive_float, default=8.0, help="length (default 8)")
-    sample.add_argument("--fps", type=_positive_float, default=10.0, help="frame rate (default 10)")
+    sample.add_argument("--seconds", type=positive_float, default=8.0, help="length (default 8)")
+    sample.add_argument("--fps", type=positive_float, default=10.0, help="frame rate (default 10)")
     sample.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="frame size (default 640x480)")
 
     perf = sub.add_parser("perf", help="perf_analyzer on the ensemble (a real JPEG as input data)")
     perf.add_argument("--image", metavar="PATH", help="JPEG to send (default: scikit-image's coffee photo)")
     perf.add_argument("--concurrency", default="1:4", metavar="A:B", help="--concurrency-range (default 1:4)")
-    perf.add_argument("--measurement-ms", type=_positive_int, default=5000, metavar="MS",
+    perf.add_argument("--measurement-ms", type=positive_int, default=5000, metavar="MS",
                       help="--measurement-interval (default 5000)")
     perf.add_argument("--protocol", choices=("grpc", "http"), help="default: client.protocol of the config")
     perf.add_argument("--url", metavar="HOST:PORT", help="server address (default: server.host and the port)")

@@ -18,6 +18,7 @@ from launcher.local_server import (
     start_server,
     stop_server,
 )
+from mmw.cli_args import non_negative_int, positive_float
 from mmw.config import Config, load_config
 from mmw.errors import ConfigError, MMWError
 
@@ -51,26 +52,6 @@ def write_repository(config: Config) -> bool:
     return True
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of lines, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more lines, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="launcher", description="Run the local Triton Inference Server.")
     parser.add_argument("--config", metavar="PATH",
@@ -78,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,stop,status,logs}")
 
     run = sub.add_parser("run", help="regenerate the model repository, start tritonserver, wait until ready")
-    run.add_argument("--timeout", type=_positive_float, metavar="S",
+    run.add_argument("--timeout", type=positive_float, metavar="S",
                      help="seconds to wait for readiness (default: server.startup_timeout_s)")
     run.add_argument("--wait-for", action="append", metavar="MODEL", dest="wait_for",
                      help=f"model to wait for; repeatable (default: the ensemble, {default_models()[0]})")
@@ -93,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
     logs = sub.add_parser("logs", help="print the server log")
-    logs.add_argument("-n", "--lines", type=_non_negative_int, default=50, metavar="N", help="last N lines (50)")
+    logs.add_argument("-n", "--lines", type=non_negative_int, default=50, metavar="N", help="last N lines (50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
     return parser
 

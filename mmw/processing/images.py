@@ -39,13 +39,6 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """Check a raw frame is RGB uint8 [H, W, 3]."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-        raise InputError(f"frame: expected uint8 [H, W, 3] with H, W > 0, got {image.dtype} {list(image.shape)}")
-    return image
-
-
 def detector_input(rgb: np.ndarray) -> np.ndarray:
     """The whole frame stretched to 300x300, as the TF SSD's fixed_shape_resizer does."""
     interp = cv2.INTER_AREA if min(rgb.shape[:2]) > 2 * DETECTOR_INPUT_SIZE else cv2.INTER_LINEAR
