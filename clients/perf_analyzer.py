@@ -75,6 +75,7 @@ def perf_analyzer_command(
     concurrency: str,
     measurement_ms: int,
     csv: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The perf_analyzer command line, as a user would type it."""
     cmd = [
@@ -96,7 +97,7 @@ def perf_analyzer_command(
     ]
     if csv is not None:
         cmd += ["-f", str(csv)]
-    return cmd
+    return cmd + list(extra)
 
 
 def run_perf_analyzer(cmd: list[str], lib_dir: Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:

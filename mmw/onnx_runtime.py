@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mmw.errors import ExportError
-from mmw.processing.pipeline import PostprocessParams, caption, postprocess, preprocess_images
+from mmw.processing.pipeline import PostprocessParams, caption, postprocess, preprocess_frames, preprocess_images
 
 
 def create_session(path: str | Path, threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)):
@@ -38,7 +38,14 @@ class InProcessPipeline:
         self.min_label_score = min_label_score
 
     def __call__(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
-        pre = preprocess_images(encoded)
+        """Encoded images -> the ensemble's outputs."""
+        return self.run_preprocessed(preprocess_images(encoded))
+
+    def frames(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw RGB frames [N, H, W, 3] -> the raw-frame ensemble's outputs."""
+        return self.run_preprocessed(preprocess_frames(frames))
+
+    def run_preprocessed(self, pre: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         box_encodings, class_scores = self.detector.run(None, {"images": pre["DETECTOR_INPUT"]})
         (logits,) = self.labeller.run(None, {"images": pre["LABELLER_INPUT"]})
         out = postprocess(box_encodings, class_scores, pre["IMAGE_SIZE"], logits, self.params)

@@ -19,6 +19,7 @@ from mmw.processing.classification import LABELLER_INPUT_SIZE
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
 
 ENSEMBLE_NAME = "scene_understanding"
+RAW_ENSEMBLE_NAME = "scene_understanding_raw"
 BATCH_AXIS = "batch"
 VARIANTS = ("cpu", "gpu")
 GPU_BACKENDS = ("onnxruntime", "tensorrt")
@@ -183,6 +184,11 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         instances=s.instances, description="decode JPEG/PNG bytes; resize for the detector and the labeller",
         **python_step,  # type: ignore[arg-type]
     )
+    frame = TensorSpec("FRAME", "uint8", (-1, -1, 3))
+    preprocess_raw = TritonModelSpec(
+        name="preprocess_frames", inputs=(frame,), outputs=preprocess.outputs, instances=s.instances,
+        description="resize raw RGB frames for the detector and the labeller", **python_step,  # type: ignore[arg-type]
+    )
     postprocess = TritonModelSpec(
         name="postprocess",
         inputs=(*DETECTOR.outputs, image_size, *LABELLER.outputs),
@@ -220,9 +226,17 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         ),
         description="encoded images -> detections, scene labels and a caption per image",
     )
+    raw_ensemble = TritonModelSpec(
+        name=RAW_ENSEMBLE_NAME, backend="ensemble", inputs=(frame,), outputs=ensemble.outputs,
+        max_batch_size=s.max_batch_size, dynamic_batching=False,
+        steps=(EnsembleStep("preprocess_frames", names((frame,)), names(preprocess.outputs)), *ensemble.steps[1:]),
+        description="raw RGB frames uint8 [H, W, 3] (one size per request) -> the same outputs",
+    )
     networks = [_step(n, config, variant, gpu_backend) for n in NETWORKS.values()]
-    specs = [preprocess, *networks, postprocess, captioner, ensemble]
-    check_ensemble(ensemble, {m.name: m for m in specs})
+    specs = [preprocess, preprocess_raw, *networks, postprocess, captioner, ensemble, raw_ensemble]
+    by_name = {m.name: m for m in specs}
+    check_ensemble(ensemble, by_name)
+    check_ensemble(raw_ensemble, by_name)
     return specs
 
 

@@ -20,7 +20,7 @@ from mmw.processing.detection import (
 from mmw.processing.images import decode_image, detector_input, labeller_input
 from mmw.processing.labels import COCO_NAMES, coco_name, imagenet_labels, imagenet_short_name
 from mmw.processing.nms import batched_nms, box_iou, nms
-from mmw.processing.pipeline import caption, pad_detections
+from mmw.processing.pipeline import caption, pad_detections, preprocess_frames
 
 
 @pytest.mark.parametrize(
@@ -199,3 +199,25 @@ def test_pad_detections_and_caption_batch() -> None:
     cap = caption(out["CLASS_IDS"], out["NUM_DETECTIONS"], np.array([[281], [967]]), np.array([[0.5], [0.1]]), 0.2)
     assert cap["CAPTION"].tolist() == [[b"a dog; scene: tabby"], [b"no objects detected"]]
     assert cap["CAPTION_SOURCE"].tolist() == [[b"template"], [b"template"]]
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (np.zeros((1, 4, 4, 3), np.float32), "expected uint8"),
+        (np.zeros((4, 4, 3), np.uint8), "expected uint8 \\[N, H, W, 3\\]"),
+        (np.zeros((1, 4, 4, 4), np.uint8), "got uint8 \\[1, 4, 4, 4\\]"),
+        (np.zeros((0, 4, 4, 3), np.uint8), "N, H, W > 0"),
+        (np.zeros((1, 40, 40, 3), np.uint8), "at most 1000 pixels per frame allowed, got 40x40"),
+    ],
+)
+def test_preprocess_frames_rejects_bad_tensors(frames: np.ndarray, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        preprocess_frames(frames, max_pixels=1000)
+
+
+def test_preprocess_frames_matches_the_encoded_path() -> None:
+    rgb = np.random.default_rng(1).integers(0, 255, (2, 120, 160, 3), dtype=np.uint8)
+    out = preprocess_frames(rgb)
+    assert out["DETECTOR_INPUT"].shape == (2, 300, 300, 3) and out["IMAGE_SIZE"].tolist() == [[120, 160]] * 2
+    np.testing.assert_array_equal(out["LABELLER_INPUT"][1], labeller_input(rgb[1]))

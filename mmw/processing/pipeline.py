@@ -15,7 +15,7 @@ from mmw.errors import InputError
 from mmw.processing.captions import TEMPLATE_SOURCE, template_caption
 from mmw.processing.classification import top_k
 from mmw.processing.detection import Detections, postprocess_detections
-from mmw.processing.images import decode_image, detector_input, labeller_input
+from mmw.processing.images import MAX_IMAGE_PIXELS, decode_image, detector_input, labeller_input
 from mmw.processing.labels import coco_name, imagenet_short_name, names_array
 
 
@@ -34,21 +34,34 @@ class PostprocessParams:
                    int(params["max_detections"]), int(params["top_k"]))
 
 
+def _network_inputs(frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    return {"DETECTOR_INPUT": np.stack([detector_input(f) for f in frames]),
+            "LABELLER_INPUT": np.stack([labeller_input(f) for f in frames]),
+            "IMAGE_SIZE": np.asarray([f.shape[:2] for f in frames], dtype=np.int32)}
+
+
 def preprocess_images(encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
     """Encoded images -> DETECTOR_INPUT [N,300,300,3], LABELLER_INPUT [N,224,224,3], IMAGE_SIZE [N,2]."""
     if len(encoded) == 0:
         raise InputError("IMAGE: expected a batch of at least one encoded image, got an empty batch")
-    det, lab, sizes = [], [], []
+    frames = []
     for i, data in enumerate(encoded):
         try:
-            rgb = decode_image(bytes(data))
+            frames.append(decode_image(bytes(data)))
         except InputError as exc:
             raise InputError(f"IMAGE[{i}]: {exc}") from None
-        det.append(detector_input(rgb))
-        lab.append(labeller_input(rgb))
-        sizes.append(rgb.shape[:2])
-    return {"DETECTOR_INPUT": np.stack(det), "LABELLER_INPUT": np.stack(lab),
-            "IMAGE_SIZE": np.asarray(sizes, dtype=np.int32)}
+    return _network_inputs(frames)
+
+
+def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, np.ndarray]:
+    """Raw RGB frames uint8 [N, H, W, 3] -> the same tensors as :func:`preprocess_images`."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3 or 0 in frames.shape:
+        raise InputError(
+            f"FRAME: expected uint8 [N, H, W, 3] with N, H, W > 0, got {frames.dtype} {list(frames.shape)}")
+    if frames.shape[1] * frames.shape[2] > max_pixels:
+        raise InputError(
+            f"FRAME: at most {max_pixels} pixels per frame allowed, got {frames.shape[2]}x{frames.shape[1]}")
+    return _network_inputs(list(frames))
 
 
 def pad_detections(per_image: Sequence[Detections]) -> dict[str, np.ndarray]:
