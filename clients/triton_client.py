@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -75,6 +76,7 @@ class SceneClient:
         self._client: Any = self._connect()
         self._workers: _HttpWorkers | None = None
         self._max_batch_size: int | None = None
+        self.latencies_s: list[float] = []  # per request, submit to response (for benchmarks)
 
     # --- connection --------------------------------------------------------------------------------------
 
@@ -246,6 +248,11 @@ class SceneClient:
     def _submit(self, images: Sequence[bytes]) -> Future[Any]:
         """Start one request; the future holds the raw InferResult or the exception."""
         future: Future[Any] = Future()
+        started = time.perf_counter()
+
+        def timed(f: Future[Any]) -> Future[Any]:
+            f.add_done_callback(lambda _: self.latencies_s.append(time.perf_counter() - started))
+            return f
         client = self._live_client()
         if self.protocol == "grpc":
             inputs, outputs = _request(grpcclient, images)
@@ -271,13 +278,13 @@ class SceneClient:
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)
-            return future
+            return timed(future)
         inputs, outputs = _request(httpclient, images)
         if self._workers is None:
             self._workers = _HttpWorkers(self.url, self.max_in_flight, self.timeout_s)
-        return self._workers.submit(
+        return timed(self._workers.submit(
             lambda c: c.infer(self.model_name, inputs, model_version=self.model_version, outputs=outputs)
-        )
+        ))
 
     def _wait(self, future: Future[Any]) -> Any:
         try:

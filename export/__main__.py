@@ -8,6 +8,7 @@ import io
 import sys
 from pathlib import Path
 
+from mmw.cli_args import positive_int
 from mmw.config import PROJECT_ROOT, load_config
 from mmw.errors import MMWError
 from mmw.repository import check_repository, write_repository
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     repository.add_argument("--root", type=Path, help="repository folder (default: server.model_repository)")
     repository.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
     repository.add_argument("--gpu-backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    repository.add_argument("--cores", type=positive_int, help="plan instances for this many cores (default: here)")
     sub.add_parser("check", help="fail when a committed config.pbtxt drifted from its spec")
     args = parser.parse_args(argv)
     try:
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
         elif args.command == "repository":
             config = load_config(args.config)
-            changed = write_repository(config, args.root, args.variant, args.gpu_backend)
+            changed = write_repository(config, args.root, args.variant, args.gpu_backend, args.cores)
             print(f"{len(changed)} config.pbtxt rewritten" if changed else "all config.pbtxt up to date")
         else:
             check_repository(load_config(args.config))

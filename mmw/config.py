@@ -7,6 +7,7 @@ Every section is a frozen dataclass. Loading checks every key and type and names
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
 class ServerConfig:
     """How and where Triton runs."""
 
-    mode: Literal["local"] = "local"
+    mode: Literal["local", "docker"] = "local"  # docker: the NGC Triton image, settings under docker:
     host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 8001
@@ -45,6 +46,59 @@ class ServerConfig:
         if len(set(ports)) != 3:
             raise ConfigError(f"server: http_port, grpc_port and metrics_port must differ, got {ports}")
         _positive("server.startup_timeout_s", self.startup_timeout_s)
+
+
+ULIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+                "rss", "rtprio", "rttime", "sigpending", "stack")
+"""The resource limits Docker accepts (``--ulimit NAME=soft[:hard]``)."""
+SIZE_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)?[bkmg]?$", re.IGNORECASE)
+"""A Docker size such as ``16G``, ``512m`` or ``1073741824`` (bytes)."""
+GPUS_PATTERN = re.compile(r"^(all|none|[0-9]+(,[0-9]+)*)?$")
+"""``all``, ``none`` or empty (no GPUs), or comma-separated GPU indices such as ``0,1``."""
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CONTAINER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    """Triton in a container (``server.mode: docker``) and the dev container (``launcher shell``)."""
+
+    host: str = ""  # Docker daemon URL; "" means DOCKER_HOST, else the default socket
+    manifest: str = "docker/manifest.json"  # image names, tags and pinned digests
+    image_kind: Literal["ngc", "release"] = "ngc"  # ngc: stock Triton image + mounts; release: everything baked in
+    image: str = ""  # "" means the manifest's image for image_kind
+    tag: str = ""  # "" means the manifest's tag
+    allow_unpinned: bool = False  # run an image the manifest does not pin by digest
+    gpus: str = "all"  # "all", "" (none) or GPU indices "0,1"
+    shm_size: str = "1g"
+    ulimits: dict[str, int] = field(default_factory=lambda: {"memlock": -1, "stack": 67108864})
+    env: dict[str, str] = field(default_factory=dict)
+    container_name: str = "mmw-triton"
+    network: Literal["bridge", "host"] = "bridge"  # bridge: publish the server ports; host: share the host's
+    container_python: str = "3.10"  # python of the ngc image: its packages for the python models; "" if it has them
+
+    def __post_init__(self) -> None:
+        if not GPUS_PATTERN.match(self.gpus):
+            raise ConfigError(f"docker.gpus: expected 'all', '' (no GPUs) or comma-separated GPU indices such as "
+                              f"'0,1', got {self.gpus!r}")
+        if not SIZE_PATTERN.match(self.shm_size):
+            raise ConfigError(f"docker.shm_size: expected a size such as 1g, 512m or a number of bytes, got "
+                              f"{self.shm_size!r}")
+        for name, value in self.ulimits.items():
+            if name not in ULIMIT_NAMES:
+                raise ConfigError(f"docker.ulimits.{name}: unknown limit; allowed: {', '.join(ULIMIT_NAMES)}")
+            if value < -1:
+                raise ConfigError(f"docker.ulimits.{name}: expected -1 (unlimited) or a number >= 0, got {value}")
+        for name in self.env:
+            if not ENV_NAME_PATTERN.match(name):
+                raise ConfigError(f"docker.env.{name}: expected a variable name of letters, digits and _ "
+                                  "(not starting with a digit)")
+        if not CONTAINER_NAME_PATTERN.match(self.container_name):
+            raise ConfigError(f"docker.container_name: expected [a-zA-Z0-9][a-zA-Z0-9_.-]+, got "
+                              f"{self.container_name!r}")
+        if self.container_python and not re.match(r"^3\.[0-9]+$", self.container_python):
+            raise ConfigError(f"docker.container_python: expected a Python version such as '3.10', or '' when the "
+                              f"image already has the python models' packages, got {self.container_python!r}")
 
 
 @dataclass(frozen=True)
@@ -97,15 +151,17 @@ class ServingConfig:
     """How each Triton model step is scheduled on this machine."""
 
     max_batch_size: int = 8
-    instances: int = 2
-    onnx_threads: int = 1
+    instances: int | Literal["auto"] = "auto"
+    onnx_threads: int | Literal["auto"] = "auto"
     max_queue_delay_us: int = 500
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ConfigError(f"serving.max_batch_size: expected >= 1, got {self.max_batch_size}")
-        _positive("serving.instances", self.instances)
-        _positive("serving.onnx_threads", self.onnx_threads)
+        for name in ("instances", "onnx_threads"):
+            value = getattr(self, name)
+            if value != "auto":
+                _positive(f"serving.{name}", value)
 
 
 @dataclass(frozen=True)
@@ -129,13 +185,42 @@ class ClientConfig:
 
 
 @dataclass(frozen=True)
+class AppConfig:
+    """The Gradio app (``launcher app``): a thin client of the served ensemble."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    max_upload_mb: float = 500.0
+    max_fps: float = 10.0
+    out_dir: str = "results/app"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"app.port: expected a port in 1..65535, got {self.port}")
+        if not self.host.strip():
+            raise ConfigError("app.host: expected an address such as 127.0.0.1, got an empty string")
+        _positive("app.max_upload_mb", self.max_upload_mb)
+        _positive("app.max_fps", self.max_fps)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole of config.yaml."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    app: AppConfig = field(default_factory=AppConfig)
+
+    def __post_init__(self) -> None:
+        server_ports = {"http_port": self.server.http_port, "grpc_port": self.server.grpc_port,
+                        "metrics_port": self.server.metrics_port}
+        for name, port in server_ports.items():
+            if port == self.app.port:
+                raise ConfigError(f"app.port: {port} is also server.{name}; expected a port Triton does not use, "
+                                  "such as 7860")
 
     def path(self, relative: str) -> Path:
         """Resolve a path setting against the project root."""
@@ -171,6 +256,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if value not in allowed:
             raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        key_tp, value_tp = typing.get_args(tp)
+        return {_convert(k, key_tp, where): _convert(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
             if option is type(None) and value is None:

@@ -66,11 +66,11 @@ def parse_config(text: str) -> mc.ModelConfig:
 
 
 def write_repository(config: Config, root: Path | None = None, variant: str = "cpu",
-                     gpu_backend: str = "onnxruntime") -> list[Path]:
-    """Write every model's config.pbtxt under ``root``; return the files that changed."""
+                     gpu_backend: str = "onnxruntime", cores: int | None = None) -> list[Path]:
+    """Write every model's config.pbtxt under ``root`` for ``cores`` (default: this host); return the changed files."""
     root = root if root is not None else config.path(config.server.model_repository)
     changed = []
-    for spec in repository_specs(config, variant, gpu_backend):
+    for spec in repository_specs(config, variant, gpu_backend, cores):
         path = root / spec.name / "config.pbtxt"
         text = render_config(spec)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -81,10 +81,10 @@ def write_repository(config: Config, root: Path | None = None, variant: str = "c
     return changed
 
 
-def check_repository(config: Config, root: Path | None = None) -> None:
-    """Raise ModelSpecError when a config.pbtxt on disk differs from its spec."""
+def check_repository(config: Config, root: Path | None = None, cores: int | None = None) -> None:
+    """Raise ModelSpecError when a config.pbtxt on disk differs from its spec (for ``cores``)."""
     root = root if root is not None else config.path(config.server.model_repository)
-    for spec in repository_specs(config):
+    for spec in repository_specs(config, cores=cores):
         path = root / spec.name / "config.pbtxt"
         if not path.exists():
             raise ModelSpecError(f"{path}: missing; run `python -m export repository`")

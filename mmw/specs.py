@@ -8,12 +8,13 @@ and, from the same network specs, the GPU variant (native ``onnxruntime_onnx``/`
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
-from mmw.config import Config
+from mmw.config import Config, ServingConfig
 from mmw.errors import ModelSpecError
 from mmw.processing.classification import LABELLER_INPUT_SIZE
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
@@ -22,6 +23,7 @@ ENSEMBLE_NAME = "scene_understanding"
 RAW_ENSEMBLE_NAME = "scene_understanding_raw"
 BATCH_AXIS = "batch"
 VARIANTS = ("cpu", "gpu")
+REFERENCE_CORES = 2  # the committed model_repository is generated for a 2-core host
 GPU_BACKENDS = ("onnxruntime", "tensorrt")
 
 _TRITON_TYPES = {
@@ -128,14 +130,50 @@ class TritonModelSpec:
         return dict(self.parameters)[key]
 
 
-def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str) -> TritonModelSpec:
+@dataclass(frozen=True)
+class StepResources:
+    """How many instances of a step run, and how many onnxruntime threads each uses."""
+
+    instances: int
+    threads: int = 1
+
+
+def serving_plan(serving: ServingConfig, cores: int | None = None) -> dict[str, StepResources]:
+    """Instances and threads per step of the CPU repository, from the core count unless config.yaml sets them.
+
+    Measured on 2 cores: the detector is ~80% of the CPU per frame, so it gets one single-threaded
+    instance per core (2 x 1 beat 1 x 2 on throughput), up to 4 instances, then more threads each;
+    the labeller half as many; the cheap numpy steps one each per 4 cores. Every python instance is
+    a process of its own (~150-350 MB), so the light steps are kept few.
+    """
+    cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
+    detector = min(cores, 4)
+    plan = {
+        "detector": StepResources(detector, max(1, cores // detector)),
+        "labeller": StepResources(max(1, min(cores // 2, 2))),
+        "preprocess": StepResources(max(1, min(cores // 2, 4))),
+        "preprocess_frames": StepResources(max(1, min(cores // 4, 2))),
+        "postprocess": StepResources(max(1, min(cores // 4, 2))),
+        "caption": StepResources(1),
+    }
+    instances, threads = serving.instances, serving.onnx_threads
+    return {
+        name: StepResources(r.instances if instances == "auto" else instances,
+                            r.threads if threads == "auto" else threads)
+        for name, r in plan.items()
+    }
+
+
+def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str,
+          plan: dict[str, StepResources]) -> TritonModelSpec:
     serving = config.serving
     if variant == "cpu":
+        resources = plan[network.name]
         return TritonModelSpec(
             name=network.name, backend="python", inputs=network.inputs, outputs=network.outputs,
-            max_batch_size=serving.max_batch_size, instances=serving.instances,
+            max_batch_size=serving.max_batch_size, instances=resources.instances,
             max_queue_delay_us=serving.max_queue_delay_us,
-            parameters=(("onnx_file", "model.onnx"), ("onnx_threads", str(serving.onnx_threads))),
+            parameters=(("onnx_file", "model.onnx"), ("onnx_threads", str(resources.threads))),
             description=f"{network.source}; ONNX run by onnxruntime inside a python model",
         )
     return TritonModelSpec(
@@ -145,8 +183,9 @@ def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str) 
     )
 
 
-def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "onnxruntime") -> list[TritonModelSpec]:
-    """All models of the repository, from config.yaml.
+def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "onnxruntime",
+                     cores: int | None = None) -> list[TritonModelSpec]:
+    """All models of the repository, from config.yaml, for a host with ``cores`` cores (default: this one).
 
     The ``cpu`` variant runs everything in python models (the Triton build here has only the
     python backend); the ``gpu`` variant serves the networks natively. Both expose the same
@@ -173,6 +212,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         TensorSpec("LABEL_IDS", "int32", (k,)),
     )
     caption = (TensorSpec("CAPTION", "bytes", (1,)), TensorSpec("CAPTION_SOURCE", "bytes", (1,)))
+    plan = serving_plan(s, cores)
     python_step = dict(backend="python", max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
     preprocess = TritonModelSpec(
         name="preprocess", inputs=(image,),
@@ -181,19 +221,21 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
             TensorSpec("LABELLER_INPUT", "uint8", LABELLER.inputs[0].dims),
             image_size,
         ),
-        instances=s.instances, description="decode JPEG/PNG bytes; resize for the detector and the labeller",
+        instances=plan["preprocess"].instances,
+        description="decode JPEG/PNG bytes; resize for the detector and the labeller",
         **python_step,  # type: ignore[arg-type]
     )
     frame = TensorSpec("FRAME", "uint8", (-1, -1, 3))
     preprocess_raw = TritonModelSpec(
-        name="preprocess_frames", inputs=(frame,), outputs=preprocess.outputs, instances=s.instances,
+        name="preprocess_frames", inputs=(frame,), outputs=preprocess.outputs,
+        instances=plan["preprocess_frames"].instances,
         description="resize raw RGB frames for the detector and the labeller", **python_step,  # type: ignore[arg-type]
     )
     postprocess = TritonModelSpec(
         name="postprocess",
         inputs=(*DETECTOR.outputs, image_size, *LABELLER.outputs),
         outputs=(*detections, *labels),
-        instances=s.instances,
+        instances=plan["postprocess"].instances,
         parameters=(
             ("score_threshold", repr(det.score_threshold)), ("iou_threshold", repr(det.iou_threshold)),
             ("max_detections", str(det.max_detections)), ("top_k", str(k)),
@@ -204,7 +246,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         name="caption",
         inputs=(TensorSpec("CLASS_IDS", "int32", (-1,)), TensorSpec("NUM_DETECTIONS", "int32", (1,)),
                 TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,))),
-        outputs=caption, instances=1,
+        outputs=caption, instances=plan["caption"].instances,
         parameters=(("caption_source", cap.source), ("min_label_score", repr(cap.min_label_score))),
         description="caption composed from the detections and scene labels (caption_source = template)",
         **python_step,  # type: ignore[arg-type]
@@ -232,7 +274,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         steps=(EnsembleStep("preprocess_frames", names((frame,)), names(preprocess.outputs)), *ensemble.steps[1:]),
         description="raw RGB frames uint8 [H, W, 3] (one size per request) -> the same outputs",
     )
-    networks = [_step(n, config, variant, gpu_backend) for n in NETWORKS.values()]
+    networks = [_step(n, config, variant, gpu_backend, plan) for n in NETWORKS.values()]
     specs = [preprocess, preprocess_raw, *networks, postprocess, captioner, ensemble, raw_ensemble]
     by_name = {m.name: m for m in specs}
     check_ensemble(ensemble, by_name)

@@ -10,7 +10,16 @@ import pytest
 from mmw.config import DEFAULT_CONFIG_PATH, Config, build, load_config
 from mmw.errors import ConfigError, ModelSpecError
 from mmw.repository import check_repository, parse_config, render_config, to_model_config, write_repository
-from mmw.specs import ENSEMBLE_NAME, EnsembleStep, TensorSpec, check_ensemble, repository_specs
+from mmw.specs import (
+    ENSEMBLE_NAME,
+    REFERENCE_CORES,
+    EnsembleStep,
+    StepResources,
+    TensorSpec,
+    check_ensemble,
+    repository_specs,
+    serving_plan,
+)
 
 REPO = Path(__file__).resolve().parent.parent / "model_repository"
 
@@ -26,18 +35,19 @@ def test_default_config_loads() -> None:
     ("data", "message"),
     [
         ({"server": {"htp_port": 1}}, "server.htp_port: unknown setting; allowed keys under server: "),
-        ({"serverr": {}}, "serverr: unknown setting; allowed keys: client, models, server, serving"),
+        ({"serverr": {}}, "serverr: unknown setting; allowed keys: " + ", ".join(sorted(Config.__dataclass_fields__))),
         ({"server": {"http_port": "8000"}}, "server.http_port: expected an integer, got str"),
         ({"server": {"http_port": True}}, "server.http_port: expected an integer, got bool"),
         ({"server": {"http_port": 70000}}, r"server.http_port: expected a port in 1..65535, got 70000"),
         ({"server": {"grpc_port": 8000}}, "must differ"),
-        ({"server": {"mode": "k8s"}}, "server.mode: expected one of 'local', got 'k8s'"),
+        ({"server": {"mode": "k8s"}}, "server.mode: expected one of 'local', 'docker', got 'k8s'"),
         ({"models": {"detector": {"score_threshold": 1.5}}},
          r"models.detector.score_threshold: expected a number in \[0, 1\]"),
         ({"models": {"detector": "x"}}, "models.detector: expected a mapping, got str"),
         ({"models": {"labeller": {"top_k": 0}}}, "models.labeller.top_k: expected 1..1000, got 0"),
         ({"client": {"protocol": "udp"}}, "client.protocol: expected one of 'grpc', 'http', got 'udp'"),
         ({"serving": {"instances": 0}}, "serving.instances: expected a positive number"),
+        ({"serving": {"onnx_threads": "many"}}, "serving.onnx_threads: expected int | typing.Literal"),
     ],
 )
 def test_bad_settings_name_the_field(data: dict, message: str) -> None:
@@ -69,11 +79,12 @@ def test_shipped_config_sets_every_key() -> None:
     import yaml
 
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    assert set(data) == {"server", "models", "serving", "client"}
-    assert set(data["server"]) == set(Config().server.__dataclass_fields__)
+    assert set(data) == set(Config.__dataclass_fields__)
+    for section, value in data.items():
+        assert set(value) == set(getattr(Config(), section).__dataclass_fields__), section
 
 
-@pytest.mark.parametrize("spec", repository_specs(load_config()), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", repository_specs(load_config(), cores=REFERENCE_CORES), ids=lambda s: s.name)
 def test_committed_config_pbtxt_matches_spec(spec) -> None:
     text = (REPO / spec.name / "config.pbtxt").read_text()
     assert parse_config(text) == to_model_config(spec)
@@ -83,13 +94,13 @@ def test_check_repository_detects_drift(tmp_path: Path) -> None:
     config = load_config()
     root = tmp_path / "repo"
     shutil.copytree(REPO, root, ignore=shutil.ignore_patterns("*.onnx", "*.json", "__pycache__"))
-    check_repository(config, root)
+    check_repository(config, root, cores=REFERENCE_CORES)
     pbtxt = root / "detector" / "config.pbtxt"
     pbtxt.write_text(pbtxt.read_text().replace("max_batch_size: 8", "max_batch_size: 4"))
     with pytest.raises(ModelSpecError, match=r"detector/config\.pbtxt: differs from its spec"):
-        check_repository(config, root)
-    assert write_repository(config, root) == [pbtxt]
-    check_repository(config, root)
+        check_repository(config, root, cores=REFERENCE_CORES)
+    assert write_repository(config, root, cores=REFERENCE_CORES) == [pbtxt]
+    check_repository(config, root, cores=REFERENCE_CORES)
 
 
 def test_config_yaml_values_reach_the_configs(tmp_path: Path) -> None:
@@ -126,3 +137,28 @@ def test_ensemble_check_catches_wiring_mistakes() -> None:
         check_ensemble(broken, specs)
     with pytest.raises(ModelSpecError, match="dtype 'float64' not allowed"):
         TensorSpec("x", "float64", (1,))
+
+
+@pytest.mark.parametrize(
+    ("cores", "serving", "detector", "labeller", "preprocess", "postprocess"),
+    [
+        (1, {}, (1, 1), (1, 1), (1, 1), (1, 1)),
+        (2, {}, (2, 1), (1, 1), (1, 1), (1, 1)),
+        (4, {}, (4, 1), (2, 1), (2, 1), (1, 1)),
+        (8, {}, (4, 2), (2, 1), (4, 1), (2, 1)),
+        (16, {}, (4, 4), (2, 1), (4, 1), (2, 1)),
+        (2, {"instances": 3}, (3, 1), (3, 1), (3, 1), (3, 1)),
+        (8, {"onnx_threads": 1}, (4, 1), (2, 1), (4, 1), (2, 1)),
+    ],
+)
+def test_serving_plan_from_core_count(cores: int, serving: dict, detector: tuple, labeller: tuple,
+                                      preprocess: tuple, postprocess: tuple) -> None:
+    plan = serving_plan(build(Config, {"serving": serving}).serving, cores)
+    assert plan["detector"] == StepResources(*detector)
+    assert plan["labeller"] == StepResources(*labeller)
+    assert plan["preprocess"] == StepResources(*preprocess)
+    assert plan["postprocess"] == StepResources(*postprocess)
+    assert plan["caption"].instances == (serving.get("instances", 1))
+    specs = {s.name: to_model_config(s) for s in repository_specs(build(Config, {"serving": serving}), cores=cores)}
+    assert specs["detector"].instance_group[0].count == detector[0]
+    assert specs["detector"].parameters["onnx_threads"].string_value == str(detector[1])

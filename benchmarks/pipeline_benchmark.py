@@ -1,0 +1,461 @@
+"""Side-by-side benchmark of the whole pipeline (``make bench``): ratios taken in one run on one machine.
+
+Runs, on the sample video and on one 10x longer, with the same models and the same sampled frames:
+
+1. ``floor``  the pipeline in-process: PyAV decode (in its own thread), shared numpy pre/post,
+   onnxruntime sessions, one worker per core (each 1 thread, batches of 4 raw frames);
+2. ``eager``  what a user would write instead: PyTorch eager, frame by frame;
+3. ``opencv`` the ORIGINAL SSD frozen graph through OpenCV dnn, detector only, vs ``floor-detector``
+   (the same detector ONNX in onnxruntime, same frames, same threads);
+4. ``ours``   the client through Triton over gRPC (sample -> JPEG -> SceneClient.infer_many, as the
+   CLI does, without writing outputs) at 1, 2 and 4 requests in flight; and ``perf_analyzer`` on the
+   ensemble.
+
+Every in-process variant runs in a fresh child process, so its CPU time and peak RSS are its own.
+For Triton, server CPU time and RSS cover tritonserver and its python-backend stub processes.
+Prints a table, the ratios against the targets, a per-step breakdown from Triton's statistics
+extension, and writes everything as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import queue
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 4
+TARGETS = {
+    "ours / floor (frames/s)": 0.9,
+    "ours / eager (frames/s)": 2.0,
+    "floor-detector / opencv": 1.5,
+    "4 in flight / 1 in flight": 1.8,
+    "long / short (ours frames/s)": 0.9,
+}
+
+
+# --- frames -----------------------------------------------------------------------------------------------
+
+def sampled_frames(video: Path, fps: float) -> Iterator[np.ndarray]:
+    from clients.video import sample_frames
+
+    for frame in sample_frames(video, fps):
+        yield frame.rgb
+
+
+def prefetched(items: Iterator, depth: int = 8) -> Iterator:
+    """Run a generator in a background thread (decode overlaps inference)."""
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+
+    def fill() -> None:
+        for item in items:
+            q.put(item)
+        q.put(done)
+
+    threading.Thread(target=fill, daemon=True).start()
+    while (item := q.get()) is not done:
+        yield item
+
+
+def batched(items: Iterator, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --- in-process variants (each runs in a child process) ------------------------------------------------------
+
+def run_floor(video: Path, fps: float, workers: int) -> dict:
+    """onnxruntime in-process: one pipeline per worker thread, 1 intra-op thread each."""
+    from mmw.config import load_config
+    from mmw.onnx_runtime import InProcessPipeline
+    from mmw.processing.pipeline import PostprocessParams
+
+    m = load_config().models
+    params = PostprocessParams(m.detector.score_threshold, m.detector.iou_threshold, m.detector.max_detections,
+                               m.labeller.top_k)
+    repo = ROOT / "model_repository"
+    pipes = [InProcessPipeline(repo / "detector/1/model.onnx", repo / "labeller/1/model.onnx", params,
+                               m.caption.min_label_score, threads=1) for _ in range(workers)]
+    work: queue.Queue = queue.Queue(2 * workers)
+    latencies: list[float] = []
+    count = [0]
+
+    def worker(pipe: InProcessPipeline) -> None:
+        while (batch := work.get()) is not None:
+            t = time.perf_counter()
+            pipe.frames(np.stack(batch))
+            latencies.append(time.perf_counter() - t)
+            count[0] += len(batch)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in pipes]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for batch in batched(prefetched(sampled_frames(video, fps)), BATCH):
+        work.put(batch)
+    for _ in threads:
+        work.put(None)
+    for t in threads:
+        t.join()
+    return {"frames": count[0], "seconds": time.perf_counter() - start, "latencies_s": latencies}
+
+
+def run_eager(video: Path, fps: float, limit: int) -> dict:
+    """PyTorch eager, frame by frame, as a user would write it."""
+    import torch
+
+    from export.efficientnet_lite import load_efficientnet_lite0
+    from export.ssd_mobilenet_v2 import load_ssd_mobilenet_v2
+    from mmw.processing.classification import top_k
+    from mmw.processing.detection import postprocess_detections
+    from mmw.processing.images import detector_input, labeller_input
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    detector, labeller = load_ssd_mobilenet_v2(), load_efficientnet_lite0()
+    latencies: list[float] = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i, rgb in enumerate(sampled_frames(video, fps)):
+            if i >= limit:
+                break
+            t = time.perf_counter()
+            boxes, scores = detector(torch.from_numpy(detector_input(rgb)[None]))
+            postprocess_detections(boxes[0].numpy(), scores[0].numpy(), rgb.shape[:2], 0.3, 0.6, 100)
+            top_k(labeller(torch.from_numpy(labeller_input(rgb)[None])).numpy(), 5)
+            latencies.append(time.perf_counter() - t)
+    return {"frames": len(latencies), "seconds": time.perf_counter() - start, "latencies_s": latencies}
+
+
+def run_detector_only(video: Path, fps: float, runtime: str) -> dict:
+    """The detector alone, batch 1, all cores: OpenCV dnn on the original graph vs our ONNX in onnxruntime."""
+    import cv2
+
+    from mmw.processing.images import detector_input
+
+    frames = [detector_input(rgb) for rgb in sampled_frames(video, fps)]
+    cores = os.cpu_count() or 1
+    if runtime == "opencv":
+        from export.ssd_mobilenet_v2 import frozen_graph_paths
+
+        cv2.setNumThreads(cores)
+        pb, pbtxt = frozen_graph_paths()
+        net = cv2.dnn.readNetFromTensorflow(str(pb), str(pbtxt))
+
+        def infer(x: np.ndarray) -> None:
+            net.setInput(cv2.dnn.blobFromImage(x, size=(300, 300), swapRB=False))
+            net.forward()
+    else:
+        from mmw.onnx_runtime import create_session
+
+        session = create_session(ROOT / "model_repository/detector/1/model.onnx", threads=cores)
+
+        def infer(x: np.ndarray) -> None:
+            session.run(None, {"images": x[None]})
+
+    infer(frames[0])  # warm-up
+    latencies = []
+    start = time.perf_counter()
+    for x in frames:
+        t = time.perf_counter()
+        infer(x)
+        latencies.append(time.perf_counter() - t)
+    return {"frames": len(frames), "seconds": time.perf_counter() - start, "latencies_s": latencies}
+
+
+def run_child(variant: str, video: Path, fps: float, extra: int) -> dict:
+    """Run one in-process variant in a fresh interpreter; add its CPU time and peak RSS."""
+    cmd = [sys.executable, "-m", "benchmarks.pipeline_benchmark", "--child", variant, "--video", str(video),
+           "--fps", str(fps), "--extra", str(extra)]
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark child {variant} failed with exit {proc.returncode}")
+        out.seek(0)
+        result = json.loads(out.read().strip().splitlines()[-1])
+    result.update(client_cpu_s=usage.ru_utime + usage.ru_stime, client_peak_rss_mb=usage.ru_maxrss / 1024)
+    return result
+
+
+# --- Triton ----------------------------------------------------------------------------------------------------
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def server_cpu_and_rss(pid: int) -> tuple[float, float]:
+    """CPU seconds and RSS (MB) of tritonserver and its stub processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = rss = 0.0
+    for p in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+            rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, IndexError, ValueError):
+            continue
+    return cpu, rss
+
+
+class RssSampler:
+    """Peak of the summed RSS of the server processes while a run lasts."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, server_cpu_and_rss(self.pid)[1])
+            time.sleep(0.2)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_ours(video: Path, fps: float, url: str, in_flight: int, server_pid: int, quality: int) -> dict:
+    """The client path of the CLI: sample -> JPEG -> SceneClient.infer_many, gRPC."""
+    from clients.triton_client import SceneClient
+    from clients.video import encode_jpeg
+
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0, _ = server_cpu_and_rss(server_pid)
+    frames = 0
+    with SceneClient(url, max_in_flight=in_flight) as client, RssSampler(server_pid) as rss:
+        jpegs = (encode_jpeg(rgb, quality) for rgb in sampled_frames(video, fps))
+        start = time.perf_counter()
+        for results in client.infer_many(batched(prefetched(jpegs), BATCH)):
+            frames += len(results)
+        seconds = time.perf_counter() - start
+        latencies = list(client.latencies_s)
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu1, _ = server_cpu_and_rss(server_pid)
+    return {"frames": frames, "seconds": seconds, "latencies_s": latencies,
+            "client_cpu_s": (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime),
+            "client_peak_rss_mb": usage1.ru_maxrss / 1024, "server_cpu_s": cpu1 - cpu0,
+            "server_peak_rss_mb": rss.peak}
+
+
+def model_stats(http_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/stats", timeout=10) as r:
+        return {m["name"]: m for m in json.load(r)["model_stats"]}
+
+
+def step_breakdown(before: dict, after: dict) -> list[dict]:
+    """Per step: requests, executions (batches) and mean ms per request of queue/input/infer/output."""
+    rows = []
+    for name, stats in after.items():
+        prev = before.get(name, {"inference_stats": {}, "inference_count": 0, "execution_count": 0})
+        inf, old = stats["inference_stats"], prev["inference_stats"]
+        n = inf["success"]["count"] - old.get("success", {}).get("count", 0)
+        if n <= 0:
+            continue
+
+        def ms(key: str, inf: dict = inf, old: dict = old, n: int = n) -> float:
+            return (inf[key]["ns"] - old.get(key, {}).get("ns", 0)) / n / 1e6
+
+        rows.append({"model": name, "requests": n,
+                     "executions": stats["execution_count"] - prev["execution_count"],
+                     "queue_ms": ms("queue"), "input_ms": ms("compute_input"), "infer_ms": ms("compute_infer"),
+                     "output_ms": ms("compute_output")})
+    return rows
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_perf_analyzer(grpc_url: str, image: bytes, work: Path) -> list[dict]:
+    from clients.perf_analyzer import perf_analyzer_command, run_perf_analyzer, write_input_data
+
+    data = write_input_data([image], work / "input.json")
+    csv = work / "perf.csv"
+    cmd = perf_analyzer_command("scene_understanding", grpc_url, "grpc", data, "1:4", 4000, csv,
+                                extra=["-b", str(BATCH)])
+    run_perf_analyzer(cmd, work / "lib", timeout_s=600)
+    lines = csv.read_text().strip().splitlines()
+    header = lines[0].split(",")
+    rows = []
+    for line in lines[1:]:
+        v = dict(zip(header, line.split(","), strict=True))
+        rows.append({"concurrency": int(v["Concurrency"]), "images_per_s": float(v["Inferences/Second"]),
+                     "p50_ms": float(v["p50 latency"]) / 1000, "p99_ms": float(v["p99 latency"]) / 1000})
+    return rows
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+def summarise(name: str, video: str, r: dict) -> dict:
+    lat = np.asarray(r.pop("latencies_s")) * 1000 if r.get("latencies_s") else np.zeros(1)
+    return {"variant": name, "video": video, "frames": r["frames"], "frames_per_s": r["frames"] / r["seconds"],
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            **{k: v for k, v in r.items() if k not in ("frames", "seconds")}}
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = ["variant", "video", "frames", "frames_per_s", "p50_ms", "p99_ms", "client_cpu_s", "client_peak_rss_mb",
+            "server_cpu_s", "server_peak_rss_mb"]
+    print(" | ".join(cols))
+    print(" | ".join("---" for _ in cols))
+    for r in rows:
+        cells = [f"{r[c]:.1f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols]
+        print(" | ".join(cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fps", type=float, default=10.0, help="frames sampled per second (default: all of 10)")
+    parser.add_argument("--long-factor", type=int, default=10, help="the long video is this many times longer")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of the short video")
+    parser.add_argument("--eager-frames", type=int, default=40, help="frames PyTorch eager runs (it is slow)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmark.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--extra", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:  # inside a fresh interpreter: one in-process variant
+        runners: dict[str, Callable[[], dict]] = {
+            "floor": lambda: run_floor(args.video, args.fps, args.extra),
+            "eager": lambda: run_eager(args.video, args.fps, args.extra),
+            "opencv": lambda: run_detector_only(args.video, args.fps, "opencv"),
+            "floor-detector": lambda: run_detector_only(args.video, args.fps, "onnxruntime"),
+        }
+        print(json.dumps(runners[args.child]()))
+        return 0
+
+    from clients.sample_video import make_sample_video
+    from clients.video import encode_jpeg
+    from launcher.local_server import start_server, stop_server
+    from mmw.config import Config, build, load_config
+    from mmw.repository import write_repository
+
+    work = Path(tempfile.mkdtemp(prefix="mmw-bench-"))
+    short, long = work / "short.mp4", work / "long.mp4"
+    make_sample_video(short, seconds=args.seconds)
+    make_sample_video(long, seconds=args.seconds * args.long_factor)
+    cores = os.cpu_count() or 1
+    rows: list[dict] = []
+    print(f"# {cores} cores; videos {args.seconds:g} s and {args.seconds * args.long_factor:g} s at 10 fps, "
+          f"sampled at {args.fps:g} fps, batches of {BATCH}", flush=True)
+    for name, video in (("short", short), ("long", long)):
+        rows.append(summarise("floor", name, run_child("floor", video, args.fps, cores)))
+        print(f"floor {name}: {rows[-1]['frames_per_s']:.1f} frames/s", flush=True)
+    rows.append(summarise("eager", "short", run_child("eager", short, args.fps, args.eager_frames)))
+    for variant in ("opencv", "floor-detector"):
+        rows.append(summarise(variant, "short", run_child(variant, short, args.fps, 0)))
+
+    http, grpc, metrics = free_ports(3)
+    config: Config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
+                                               "state_dir": str(work / "triton")}})
+    write_repository(config)
+    record = start_server(config, ["scene_understanding"], timeout_s=300)
+    perf: list[dict] = []
+    try:
+        url = f"127.0.0.1:{grpc}"
+        quality = load_config().client.jpeg_quality
+        run_ours(short, args.fps, url, 2, record.pid, quality)  # warm-up
+        before = model_stats(http)
+        for in_flight in (1, 2, 4):
+            rows.append(summarise(f"ours-{in_flight}", "short",
+                                  run_ours(short, args.fps, url, in_flight, record.pid, quality)))
+            print(f"ours {in_flight} in flight: {rows[-1]['frames_per_s']:.1f} frames/s", flush=True)
+        breakdown = step_breakdown(before, model_stats(http))
+        best = max((r for r in rows if r["variant"].startswith("ours")), key=lambda r: r["frames_per_s"])
+        in_flight = int(best["variant"].split("-")[1])
+        rows.append(summarise(f"ours-{in_flight}", "long", run_ours(long, args.fps, url, in_flight, record.pid,
+                                                                    quality)))
+        from clients.sample_video import load_photo
+
+        perf = run_perf_analyzer(url, encode_jpeg(load_photo("coffee"), quality), work / "perf")
+    finally:
+        stop_server(config)
+
+    def fps(variant: str, video: str = "short") -> float:
+        return next(r["frames_per_s"] for r in rows if r["variant"] == variant and r["video"] == video)
+
+    ours_best = f"ours-{in_flight}"
+    ratios = {
+        "ours / floor (frames/s)": fps(ours_best) / fps("floor"),
+        "ours / eager (frames/s)": fps(ours_best) / fps("eager"),
+        "floor-detector / opencv": fps("floor-detector") / fps("opencv"),
+        "4 in flight / 1 in flight": fps("ours-4") / fps("ours-1"),
+        "long / short (ours frames/s)": fps(ours_best, "long") / fps(ours_best),
+    }
+    long_row = next(r for r in rows if r["variant"] == ours_best and r["video"] == "long")
+    memory = {"server peak RSS short/long (MB)": (best["server_peak_rss_mb"], long_row["server_peak_rss_mb"])}
+
+    print()
+    print_table(rows)
+    print("\nratio | measured | target | met")
+    for key, value in ratios.items():
+        print(f"{key} | {value:.2f} | >= {TARGETS[key]} | {'yes' if value >= TARGETS[key] else 'NO'}")
+    print(f"server peak RSS short / long: {memory['server peak RSS short/long (MB)'][0]:.0f} / "
+          f"{memory['server peak RSS short/long (MB)'][1]:.0f} MB")
+    print("\nper step (ours, short video, all in-flight levels) | requests | executions | queue | input | infer | "
+          "output (ms per request)")
+    for s in breakdown:
+        print(f"{s['model']} | {s['requests']} | {s['executions']} | {s['queue_ms']:.2f} | {s['input_ms']:.2f} | "
+              f"{s['infer_ms']:.2f} | {s['output_ms']:.2f}")
+    print("\nperf_analyzer (batch 4, coffee JPEG) | images/s | p50 ms | p99 ms")
+    for p in perf:
+        print(f"concurrency {p['concurrency']} | {p['images_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f}")
+
+    report = {"date": datetime.date.today().isoformat(), "machine": {"cores": cores, "cpu": platform.processor()
+              or platform.machine(), "python": platform.python_version()}, "rows": rows, "ratios": ratios,
+              "targets": TARGETS, "memory": memory, "steps": breakdown, "perf_analyzer": perf}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
