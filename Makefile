@@ -11,7 +11,7 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 SAMPLE := data/sample.mp4
 RESULTS := results/sample
 
-.PHONY: install system-deps engines repository sample run stop status logs perf test lint clean
+.PHONY: install system-deps engines repository sample run stop status logs perf bench test lint clean
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
 system-deps:
@@ -59,6 +59,9 @@ logs: install
 
 perf: install
 	$(PY) -m clients perf
+
+bench: engines
+	$(PY) -m benchmarks.pipeline_benchmark --out results/benchmark.json
 
 lint: install
 	$(PY) -m ruff check .
