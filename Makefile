@@ -11,7 +11,8 @@ PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])
 SAMPLE := data/sample.mp4
 RESULTS := results/sample
 
-.PHONY: install system-deps engines repository sample run stop status logs perf bench test lint clean
+.PHONY: install system-deps docker-deps engines repository sample run stop status logs perf bench test lint clean \
+	doctor docker-dev release
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
 system-deps:
@@ -66,7 +67,23 @@ bench: engines
 lint: install
 	$(PY) -m ruff check .
 
-test: engines
+# A Docker engine + busybox for tests/test_docker_launcher.py (its own dockerd; no registry needed)
+docker-deps:
+	@if ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null; then \
+		echo "installing docker.io and busybox-static (the Docker launcher tests start their own dockerd)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static >/dev/null; \
+	fi
+
+doctor: install
+	$(LAUNCHER) doctor
+
+docker-dev:
+	docker/build.sh --build
+
+release: engines
+	docker/release/deploy.sh --build --wheel
+
+test: engines docker-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

@@ -1,4 +1,5 @@
-"""``launcher [--config PATH] {run,stop,status,logs}``: manage the local tritonserver."""
+"""``launcher [--config PATH] {run,stop,status,logs,app,shell,doctor}``: Triton (local or in Docker), the app,
+the dev container and the environment check."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 
+from launcher import docker_cli
 from launcher.local_server import (
     ServerStatus,
     follow_log,
@@ -18,11 +23,12 @@ from launcher.local_server import (
     start_server,
     stop_server,
 )
-from mmw.cli_args import non_negative_int, positive_float
+from mmw.cli_args import non_negative_int, positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.errors import ConfigError, MMWError
 
 DEFAULT_ENSEMBLE = "scene_understanding"
+SAMPLE_VIDEO = "data/sample.mp4"  # written by `make sample`; the app offers it as an example
 
 
 def default_models() -> list[str]:
@@ -56,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="launcher", description="Run the local Triton Inference Server.")
     parser.add_argument("--config", metavar="PATH",
                         help="config.yaml to use (default: the project's config/config.yaml)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,stop,status,logs}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,stop,status,logs,app,shell,doctor}")
 
     run = sub.add_parser("run", help="regenerate the model repository, start tritonserver, wait until ready")
     run.add_argument("--timeout", type=positive_float, metavar="S",
@@ -67,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop the server recorded in the PID file first, if one is running")
     run.add_argument("--no-write-repository", action="store_true",
                      help="start on the model repository as it is, without regenerating its config.pbtxt files")
+    docker_cli.add_run_arguments(run)
 
     sub.add_parser("stop", help="stop the server started by `launcher run` (SIGTERM, then SIGKILL)")
 
@@ -76,17 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="print the server log")
     logs.add_argument("-n", "--lines", type=non_negative_int, default=50, metavar="N", help="last N lines (50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+
+    docker_cli.add_shell_parser(sub)
+    docker_cli.add_doctor_parser(sub)
+
+    app = sub.add_parser("app", help="start the Gradio app (a client of the running Triton) in the foreground")
+    app.add_argument("--host", metavar="ADDR", help="address to bind (default: app.host, 127.0.0.1)")
+    app.add_argument("--port", type=positive_int, metavar="N", help="port to listen on (default: app.port, 7860)")
     return parser
 
 
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
+    config = docker_cli.run_config(config, args)
+    models = args.wait_for or default_models()
+    if config.server.mode == "docker":
+        return docker_cli.cmd_run(config, args, models, write_repository)
     if not args.no_write_repository:
         write_repository(config)
-    models = args.wait_for or default_models()
     if args.restart:
         stopped = stop_server(config)
         if stopped.stopped or stopped.stale:
             print(stopped.message, flush=True)
+        if message := docker_cli.stop_recorded_container(config):
+            print(message, flush=True)
+    docker_cli.refuse_local_if_container(config)
     record = start_server(config, models, timeout_s=args.timeout)
     print(f"tritonserver ready (pid {record.pid}, models: {', '.join(models)}): HTTP {record.http_url}  "
           f"gRPC {record.grpc_url}  metrics {record.metrics_url}  log {record.log_path}", flush=True)
@@ -94,6 +114,8 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(config: Config, args: argparse.Namespace) -> int:
+    if docker_cli.active_mode(config) == "docker":
+        return docker_cli.cmd_stop(config, args)
     print(stop_server(config).message)
     return 0
 
@@ -135,12 +157,16 @@ def _status_json(st: ServerStatus) -> str:
 
 
 def _cmd_status(config: Config, args: argparse.Namespace) -> int:
+    if docker_cli.active_mode(config) == "docker":
+        return docker_cli.cmd_status(config, args)
     st = server_status(config)
     print(_status_json(st) if args.json else _format_status(st))
     return 0
 
 
 def _cmd_logs(config: Config, args: argparse.Namespace) -> int:
+    if docker_cli.active_mode(config) == "docker":
+        return docker_cli.cmd_logs(config, args)
     if not args.follow:
         for line in read_log(config, args.lines):
             print(line)
@@ -153,7 +179,39 @@ def _cmd_logs(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "stop": _cmd_stop, "status": _cmd_status, "logs": _cmd_logs}
+def _cmd_app(config: Config, args: argparse.Namespace) -> int:
+    """Start the Gradio app in the foreground; Ctrl-C stops it. Warns (does not fail) when Triton is down."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        from clients import app as gradio_app
+    except ImportError as exc:
+        raise ConfigError(f"the app needs gradio ({exc}); expected it installed: pip install -e '.[app]'") from None
+    warning = gradio_app.triton_warning(config)
+    if warning:
+        print(f"launcher: warning: {warning}", file=sys.stderr, flush=True)
+    sample = config.path(SAMPLE_VIDEO)
+    demo, url = gradio_app.launch_app(config, host=args.host, port=args.port,
+                                      sample_video=sample if sample.is_file() else None)
+    print(f"app ready: {url}  (Ctrl-C stops it)", flush=True)
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill PID` (make stop) closes the app like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        while demo.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        demo.close()
+    print("app stopped", flush=True)
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "stop": _cmd_stop, "status": _cmd_status, "logs": _cmd_logs, "app": _cmd_app,
+            "shell": docker_cli.cmd_shell, "doctor": docker_cli.cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,6 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("launcher: interrupted", file=sys.stderr)
         return 130
+
+
+def tao_ws_main(argv: Sequence[str] | None = None) -> int:
+    """``tao_ws [options] [-- command args]``: the seed's name for ``launcher shell``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    config: list[str] = []
+    if args[:1] == ["--config"] and len(args) > 1:
+        config, args = args[:2], args[2:]
+    return main([*config, "shell", *args])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,5 +35,9 @@ class ServerError(MMWError):
     """Starting, stopping or talking to the Triton server failed."""
 
 
+class DockerError(ServerError):
+    """The Docker daemon is unreachable, an image is missing or unpinned, or a container failed."""
+
+
 class InferenceError(MMWError):
     """The server answered a request with an error."""
