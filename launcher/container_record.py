@@ -7,11 +7,9 @@ find exactly what ``run`` made. Reading it needs no Docker SDK.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,19 +97,3 @@ def read_container_record(path: Path) -> ContainerRecord | None:
 def remove_container_record(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-
-
-@contextlib.contextmanager
-def start_lock(state_dir: Path) -> Iterator[None]:
-    """Only one ``launcher run`` at a time per state dir (the same lock file local mode uses)."""
-    path = state_dir / "launcher.lock"
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ServerError(f"another `launcher run` is starting a server with state dir {state_dir} "
-                              f"(it holds {path}); wait for it, then `launcher status`") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -21,7 +21,6 @@ from launcher.container_record import (
     read_container_record,
     record_path,
     remove_container_record,
-    start_lock,
     write_container_record,
 )
 from launcher.container_site import prepare_site
@@ -37,7 +36,7 @@ from launcher.docker_client import (
 from launcher.http_probe import ModelState
 from launcher.images import ResolvedImage, manifest_entry, resolve_image
 from launcher.local_server import server_paths
-from launcher.pidfile import read_record, record_is_alive
+from launcher.pidfile import read_record, record_is_alive, start_lock
 from launcher.ports import check_ports_free, port_in_use
 from launcher.run_spec import triton_spec
 from mmw.config import PROJECT_ROOT, Config
@@ -258,17 +257,8 @@ def _wait_ready(container: Any, record: ContainerRecord, names: list[str], timeo
             raise DockerError(f"tritonserver container {record.name} cannot finish loading its models: "
                               f"{'; '.join(stuck)}; it was stopped. Log: {record.log_path}")
         if http_probe.server_ready(url):
-            missing = [n for n in names if not http_probe.model_ready(url, n)]
-            if not missing:
+            if http_probe.models_ready(url, names, record.model_repository, DockerError):
                 return
-            index = http_probe.repository_index(url)
-            if index is not None:
-                known = sorted({m.name for m in index})
-                absent = [n for n in missing if n not in known]
-                if absent:
-                    raise DockerError(f"model {', '.join(absent)} is not in the model repository "
-                                      f"{record.model_repository}: expected it to be served; the repository has: "
-                                      f"{', '.join(known) or 'no models'}")
         if time.monotonic() >= deadline:
             errors_text = triton_log.explain_failure(_logs_text(container))
             what = "its HTTP endpoint does not answer" if not http_probe.server_live(url) else (

@@ -6,7 +6,10 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from mmw.errors import ServerError
 
 # Never send requests to the local server through an http_proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -68,3 +71,19 @@ def repository_index(base_url: str, timeout_s: float = 5.0) -> list[ModelState] 
     return [ModelState(name=str(r.get("name", "")), version=str(r.get("version", "")),
                        state=str(r.get("state", "")), reason=str(r.get("reason", "")))
             for r in rows if isinstance(r, dict)]
+
+
+def models_ready(base_url: str, names: Sequence[str], repository: object,
+                 error: type[ServerError] = ServerError) -> bool:
+    """True when every model in ``names`` is ready; raise ``error`` for a name the repository does not have."""
+    missing = [n for n in names if not model_ready(base_url, n)]
+    if not missing:
+        return True
+    index = repository_index(base_url)
+    if index is not None:
+        known = sorted({m.name for m in index})
+        absent = [n for n in missing if n not in known]
+        if absent:
+            raise error(f"model {', '.join(absent)} is not in the model repository {repository}: expected it to be "
+                        f"served; the repository has: {', '.join(known) or 'no models'}")
+    return False

@@ -8,7 +8,6 @@ the recorded PID, after checking that the PID still belongs to that tritonserver
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from launcher.pidfile import (
     remove_record,
     remove_regions,
     shm_regions,
+    start_lock,
     write_record,
 )
 from launcher.ports import check_ports_free, port_in_use
@@ -142,22 +142,6 @@ def build_command(install: TritonInstall, config: Config, paths: ServerPaths) ->
     return cmd
 
 
-@contextlib.contextmanager
-def _start_lock(state_dir: Path) -> Iterator[None]:
-    """Only one `launcher run` at a time per state dir."""
-    path = state_dir / "launcher.lock"
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ServerError(f"another `launcher run` is starting a server with state dir {state_dir} "
-                              f"(it holds {path}); wait for it, then `launcher status`") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _refuse_if_running(paths: ServerPaths) -> None:
     record = read_record(paths.pid_file)
     if record is None:
@@ -194,7 +178,7 @@ def start_server(
         paths.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"server.state_dir: cannot create {paths.state_dir}: {exc}") from exc
-    with _start_lock(paths.state_dir):
+    with start_lock(paths.state_dir):
         _refuse_if_running(paths)
         check_ports_free(s.host, {"server.http_port": s.http_port, "server.grpc_port": s.grpc_port,
                                   "server.metrics_port": s.metrics_port})
@@ -250,17 +234,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], record: ServerRecord, names: list
                               f"{reason or 'no reason found in its log'}. Full log: {paths.log_file} "
                               "(`launcher logs`)")
         if http_probe.server_ready(url):
-            missing = [n for n in names if not http_probe.model_ready(url, n)]
-            if not missing:
+            if http_probe.models_ready(url, names, paths.model_repository):
                 return
-            index = http_probe.repository_index(url)
-            if index is not None:
-                known = sorted({m.name for m in index})
-                absent = [n for n in missing if n not in known]
-                if absent:
-                    raise ServerError(f"model {', '.join(absent)} is not in the model repository "
-                                      f"{paths.model_repository}: expected it to be served; the repository has: "
-                                      f"{', '.join(known) or 'no models'}")
         if time.monotonic() >= deadline:
             raise ServerError(_timeout_message(record, names, timeout, paths))
         time.sleep(POLL_S)

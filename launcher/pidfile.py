@@ -6,9 +6,12 @@ so a recycled PID (another program now) is never signalled.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -169,3 +172,19 @@ def reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+@contextlib.contextmanager
+def start_lock(state_dir: Path) -> Iterator[None]:
+    """Only one ``launcher run`` at a time per state dir, whatever the mode."""
+    path = state_dir / "launcher.lock"
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ServerError(f"another `launcher run` is starting a server with state dir {state_dir} "
+                              f"(it holds {path}); wait for it, then `launcher status`") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
