@@ -35,12 +35,12 @@ from launcher.docker_client import (
 )
 from launcher.http_probe import ModelState
 from launcher.images import ResolvedImage, manifest_entry, resolve_image
-from launcher.local_server import server_paths
+from launcher.local_server import prepare_start, server_paths
 from launcher.pidfile import read_record, record_is_alive, start_lock
 from launcher.ports import check_ports_free, port_in_use
 from launcher.run_spec import triton_spec
 from mmw.config import PROJECT_ROOT, Config
-from mmw.errors import ConfigError, DockerError
+from mmw.errors import DockerError
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -171,17 +171,7 @@ def start_container_server(
     ready within ``timeout_s``; in the last cases the container is removed and its log saved.
     """
     s, d = config.server, config.docker
-    timeout = s.startup_timeout_s if timeout_s is None else timeout_s
-    if timeout <= 0:
-        raise ConfigError(f"startup timeout: expected a positive number of seconds, got {timeout}")
-    paths = server_paths(config)
-    if not paths.model_repository.is_dir():
-        raise ConfigError(f"server.model_repository: expected a directory of models, got {paths.model_repository} "
-                          "which does not exist")
-    try:
-        paths.state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"server.state_dir: cannot create {paths.state_dir}: {exc}") from exc
+    timeout, paths = prepare_start(config, timeout_s)
     client = _client(config, client)
     with start_lock(paths.state_dir):
         _refuse_if_running(config, client)

@@ -157,15 +157,8 @@ def _rotate_log(log_file: Path) -> None:
         os.replace(log_file, log_file.with_name(log_file.name + ".1"))
 
 
-def start_server(
-    config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None
-) -> ServerRecord:
-    """Start tritonserver detached and wait until it and ``wait_for_models`` are ready.
-
-    Raises ServerError if a recorded server still runs, a port is taken, Triton exits while starting
-    (with Triton's reason from its log), or it is not ready within ``timeout_s`` (default
-    ``server.startup_timeout_s``); in the last two cases the started process is stopped.
-    """
+def prepare_start(config: Config, timeout_s: float | None) -> tuple[float, ServerPaths]:
+    """Check the startup timeout and the repository, create the state dir: what every mode needs first."""
     s = config.server
     timeout = s.startup_timeout_s if timeout_s is None else timeout_s
     if timeout <= 0:
@@ -178,6 +171,20 @@ def start_server(
         paths.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"server.state_dir: cannot create {paths.state_dir}: {exc}") from exc
+    return timeout, paths
+
+
+def start_server(
+    config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None
+) -> ServerRecord:
+    """Start tritonserver detached and wait until it and ``wait_for_models`` are ready.
+
+    Raises ServerError if a recorded server still runs, a port is taken, Triton exits while starting
+    (with Triton's reason from its log), or it is not ready within ``timeout_s`` (default
+    ``server.startup_timeout_s``); in the last two cases the started process is stopped.
+    """
+    s = config.server
+    timeout, paths = prepare_start(config, timeout_s)
     with start_lock(paths.state_dir):
         _refuse_if_running(paths)
         check_ports_free(s.host, {"server.http_port": s.http_port, "server.grpc_port": s.grpc_port,
