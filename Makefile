@@ -10,9 +10,11 @@ LAUNCHER := $(VENV)/bin/launcher
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 SAMPLE := data/sample.mp4
 RESULTS := results/sample
+APP_PID := .triton/app.pid
+APP_LOG := .triton/app.log
 
 .PHONY: install system-deps docker-deps engines repository sample run stop status logs perf bench test lint clean \
-	doctor docker-dev release
+	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
 system-deps:
@@ -26,7 +28,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[export,samples,test]"
+	$(PIP) install -q -e ".[export,samples,app,test]"
 	# The Triton server binary + python backend; its own deps (numpy<2 pin, Python API) are not needed.
 	$(PIP) install -q --no-deps nvidia-pytriton==0.7.0
 	touch $@
@@ -47,9 +49,18 @@ sample: install $(SAMPLE)
 run: engines sample
 	$(LAUNCHER) run --restart
 	$(PY) -m clients video $(SAMPLE) --out $(RESULTS)
-	@echo "Triton keeps running (launcher status / launcher logs / make stop)."
+	@$(MAKE) --no-print-directory app-stop
+	@mkdir -p .triton; GRADIO_ANALYTICS_ENABLED=False nohup $(LAUNCHER) app > $(APP_LOG) 2>&1 & echo $$! > $(APP_PID)
+	@for i in $$(seq 120); do grep -q "^app ready:" $(APP_LOG) 2>/dev/null && break; sleep 0.5; done
+	@grep "^app ready:" $(APP_LOG) || { cat $(APP_LOG); exit 1; }
+	@echo "Triton and the app keep running (launcher status / launcher logs / make stop)."
 
-stop: install
+# The app runs in the background of `make run`: stop it by its recorded PID (only if it is still that app).
+app-stop:
+	@if [ -f $(APP_PID) ] && ps -p $$(cat $(APP_PID)) -o args= | grep -q "launcher app"; then kill $$(cat $(APP_PID)); fi; \
+	rm -f $(APP_PID)
+
+stop: install app-stop
 	$(LAUNCHER) stop
 
 status: install
@@ -74,6 +85,13 @@ docker-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static >/dev/null; \
 	fi
 
+# Headless Chromium for the browser tests of the app (Playwright drives Debian's chromium; no browser download)
+browser-deps:
+	@if ! command -v chromium >/dev/null; then \
+		echo "installing chromium (the app's browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
 doctor: install
 	$(LAUNCHER) doctor
 
@@ -83,7 +101,7 @@ docker-dev:
 release: engines
 	docker/release/deploy.sh --build --wheel
 
-test: engines docker-deps
+test: engines docker-deps browser-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

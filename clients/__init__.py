@@ -2,5 +2,7 @@
 
 Modules: ``triton_client`` (SceneClient), ``video`` (probe, sample_frames), ``images``
 (read_image, encode_jpeg), ``results`` (typed results, results.json), ``annotate`` (drawing,
-AnnotatedVideoWriter), ``sample_video`` (test videos), ``cli`` (``python -m clients``).
+AnnotatedVideoWriter), ``sample_video`` (test videos), ``pipeline`` (analyse_video, analyse_images: the
+work shared by the CLI and the app), ``app`` (the Gradio page, ``launcher app``), ``perf_analyzer``
+(Triton's perf_analyzer on the ensemble), ``cli`` (``python -m clients``).
 """

@@ -13,30 +13,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
-import numpy as np
 from tqdm import tqdm
 
-from clients.annotate import AnnotatedVideoWriter, annotate
-from clients.images import read_image, write_png
-from clients.results import FrameResult, ImageEntry, ImageSetResults, VideoResults
+from clients.images import read_image
+from clients.pipeline import Interrupted, ProgressFn, analyse_images, analyse_video, clamp_batch_size, one_line
 from clients.summary import summarize, summary_lines
 from clients.triton_client import SceneClient
-from clients.video import SampledFrame, encode_jpeg, expected_sample_count, probe, sample_frames
+from clients.video import encode_jpeg, expected_sample_count, probe
 from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.errors import InputError, MMWError
 
 PROG = "clients"
-T = TypeVar("T")
-
-
-class Interrupted(MMWError):
-    """Ctrl-C during a run: the results so far are written, then the run ends with status 130."""
 
 
 def _reraise(error: MMWError) -> NoReturn:
@@ -105,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_perf(args, cfg)
         return run_images(args, cfg)
     except MMWError as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:  # writing results: a full disk, a read-only folder, ...
         where = f" {exc.filename}" if exc.filename else ""
@@ -114,10 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _out_dir(args: argparse.Namespace, cfg: Config) -> Path:
@@ -138,94 +126,46 @@ def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
 
 def _batch_size(args: argparse.Namespace, cfg: Config, client: SceneClient) -> int:
     wanted = args.batch_size or cfg.client.batch_size
-    try:
-        limit = client.max_batch_size()
-    except MMWError:
-        return wanted
-    if 0 < limit < wanted:
-        print(
-            f"{PROG}: note: batch size {wanted} is above the model's max_batch_size {limit}; using {limit}",
-            file=sys.stderr,
-        )
-        return limit
-    return wanted
+    size = clamp_batch_size(client, wanted)
+    if size != wanted:
+        print(f"{PROG}: note: batch size {wanted} is above the model's max_batch_size {size}; using {size}",
+              file=sys.stderr)
+    return size
 
 
-def _batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iterator[list[bytes]]:
-    """Group encoded items into lists of ``size``; items go to ``keep`` for drawing later.
+def _tqdm_progress(bar: tqdm) -> ProgressFn:
+    """A pipeline progress callback that moves ``bar``."""
 
-    When the source fails, the partial batch is still sent before the error is raised.
-    """
-    batch: list[bytes] = []
-    while True:
-        try:
-            data, item = next(items)
-        except StopIteration:
-            break
-        except MMWError as exc:
-            if batch:
-                yield batch
-            raise exc from None
-        keep.append(item)
-        batch.append(data)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
 
 
 def run_video(args: argparse.Namespace, cfg: Config) -> int:
     path = Path(args.path)
     fps = args.fps or cfg.client.fps
-    info = probe(path)
-    out_dir = _out_dir(args, cfg)
-    quality = cfg.client.jpeg_quality
-    frames: list[FrameResult] = []
-    error: MMWError | None = None
+    info = probe(path)  # the input is checked before the server is contacted
     with make_client(args, cfg) as client:
         client.check_ready()
         batch_size = _batch_size(args, cfg, client)
-        models = client.describe()
-        waiting: deque[SampledFrame] = deque()
-        encoded = ((encode_jpeg(f.rgb, quality), f) for f in sample_frames(path, fps))
-        writer = AnnotatedVideoWriter(out_dir / "annotated.mp4", fps, (info.width, info.height))
         total = expected_sample_count(info, fps)
-        try:
-            with writer, tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
-                for results in client.infer_many(_batches(encoded, batch_size, waiting)):
-                    for result in results:
-                        frame = waiting.popleft()
-                        frames.append(FrameResult(frame.index, frame.timestamp_s, result))
-                        writer.write(annotate(frame.rgb, result, frame.timestamp_s), timestamp_s=frame.timestamp_s)
-                        bar.update(1)
-        except MMWError as exc:
-            error = exc
-        except KeyboardInterrupt:
-            error = Interrupted(f"interrupted after {len(frames)} frames")
-    if not frames:
-        _reraise(error or InputError(f"video {path}: no frame was sampled"))
-    results_path = VideoResults(
-        source=str(path),
-        fps_sampled=fps,
-        width=info.width,
-        height=info.height,
-        duration_s=info.duration_s,
-        frames=frames,
-        models=models,
-        complete=error is None,
-        error=_one_line(error) if error else None,
-    ).write(out_dir / "results.json")
-    partial = " (partial: stopped by an error)" if error else ""
-    print(f"results{partial}: {results_path}")
-    if writer.frames_written:
-        print(f"annotated video: {writer.path} ({writer.codec}, {writer.frames_written} frames at {fps:g} fps)")
+        with tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
+            run = analyse_video(path, _out_dir(args, cfg), client, fps=fps, batch_size=batch_size,
+                                jpeg_quality=cfg.client.jpeg_quality, progress=_tqdm_progress(bar), info=info)
+    partial = " (partial: stopped by an error)" if run.error else ""
+    print(f"results{partial}: {run.results_path}")
+    if run.annotated_path is not None:
+        frames = len(run.results.frames)
+        print(f"annotated video: {run.annotated_path} ({run.codec}, {frames} frames at {fps:g} fps)")
     size = f"{info.width}x{info.height}, {info.duration_s:.1f} s"
-    print(f"{len(frames)} frames sampled at {fps:g} fps from {path} ({size})")
-    for line in summary_lines(summarize([f.image for f in frames]), unit="frames"):
+    print(f"{len(run.results.frames)} frames sampled at {fps:g} fps from {path} ({size})")
+    for line in summary_lines(summarize([f.image for f in run.results.frames]), unit="frames"):
         print(line)
-    if error:
-        _reraise(error)
+    if run.error:
+        _reraise(run.error)
     return 0
 
 
@@ -235,57 +175,19 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
         if not p.is_file():
             raise InputError(f"image {p}: not found or not a file (expected a JPEG or PNG file)")
     out_dir = _out_dir(args, cfg)
-    entries: list[ImageEntry] = []
-    error: MMWError | None = None
-    used: set[str] = set()
-
-    def read_all() -> Iterator[tuple[bytes, tuple[Path, np.ndarray]]]:
-        for p in paths:
-            data, rgb = read_image(p)
-            yield data, (p, rgb)
-
     with make_client(args, cfg) as client:
         client.check_ready()
         batch_size = _batch_size(args, cfg, client)
-        models = client.describe()
-        waiting: deque[tuple[Path, np.ndarray]] = deque()
-        try:
-            with tqdm(total=len(paths), unit="image", disable=None, leave=False) as bar:
-                for results in client.infer_many(_batches(read_all(), batch_size, waiting)):
-                    for result in results:
-                        p, rgb = waiting.popleft()
-                        name = _unique_name(p, used)
-                        write_png(out_dir / name, annotate(rgb, result))
-                        h, w = rgb.shape[:2]
-                        entries.append(ImageEntry(source=str(p), width=w, height=h, image=result, annotated=name))
-                        bar.update(1)
-        except MMWError as exc:
-            error = exc
-        except KeyboardInterrupt:
-            error = Interrupted(f"interrupted after {len(entries)} images")
-    if not entries:
-        _reraise(error or InputError("images: nothing was processed"))
-    results_path = ImageSetResults(
-        images=entries, models=models, complete=error is None, error=_one_line(error) if error else None
-    ).write(out_dir / "results.json")
-    partial = " (partial: stopped by an error)" if error else ""
-    print(f"results{partial}: {results_path}")
-    print(f"annotated images: {len(entries)} PNG files in {out_dir}")
-    for line in summary_lines(summarize([e.image for e in entries]), unit="images"):
+        with tqdm(total=len(paths), unit="image", disable=None, leave=False) as bar:
+            run = analyse_images(paths, out_dir, client, batch_size=batch_size, progress=_tqdm_progress(bar))
+    partial = " (partial: stopped by an error)" if run.error else ""
+    print(f"results{partial}: {run.results_path}")
+    print(f"annotated images: {len(run.annotated_paths)} PNG files in {out_dir}")
+    for line in summary_lines(summarize([e.image for e in run.results.images]), unit="images"):
         print(line)
-    if error:
-        _reraise(error)
+    if run.error:
+        _reraise(run.error)
     return 0
-
-
-def _unique_name(path: Path, used: set[str]) -> str:
-    name = f"{path.stem}.annotated.png"
-    k = 2
-    while name in used:
-        name = f"{path.stem}_{k}.annotated.png"
-        k += 1
-    used.add(name)
-    return name
 
 
 def run_sample_video(args: argparse.Namespace) -> int:

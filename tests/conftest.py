@@ -1,12 +1,17 @@
-"""Shared fixtures: real photos, the built ONNX networks."""
+"""Shared fixtures: real photos, the built ONNX networks, a real tritonserver on free ports."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
+from launcher.local_server import start_server, stop_server
+from mmw.config import Config, build
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
@@ -34,3 +39,33 @@ def engines() -> dict[str, Path]:
 
     build_engines(None, force=False)
     return {name: ROOT / "model_repository" / name / "1" / "model.onnx" for name in ("detector", "labeller")}
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.fixture(scope="session")
+def triton(engines: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID."""
+    from mmw.repository import write_repository
+    from mmw.specs import ENSEMBLE_NAME
+
+    http, grpc, metrics = free_ports(3)
+    state = tmp_path_factory.mktemp("triton-state")
+    config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
+                                       "state_dir": str(state)}})
+    write_repository(config)
+    start_server(config, [ENSEMBLE_NAME], timeout_s=300)
+    try:
+        yield config
+    finally:
+        stop_server(config)

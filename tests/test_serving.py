@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,43 +19,16 @@ import tritonclient.http as httpclient
 from clients.perf_analyzer import perf_analyzer_command, run_perf_analyzer, write_input_data
 from clients.results import VideoResults
 from clients.triton_client import SceneClient
-from launcher.local_server import server_status, start_server, stop_server
-from mmw.config import Config, build, load_config
+from launcher.local_server import server_status
+from mmw.config import Config, load_config
 from mmw.errors import InferenceError
 from mmw.onnx_runtime import InProcessPipeline
 from mmw.processing.pipeline import PostprocessParams
-from mmw.repository import write_repository
 from mmw.specs import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from tests.conftest import ROOT, jpeg, photo
 
 pytestmark = pytest.mark.server
 PHOTOS = ("astronaut", "chelsea", "coffee")
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-@pytest.fixture(scope="session")
-def triton(engines: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID."""
-    http, grpc, metrics = _free_ports(3)
-    state = tmp_path_factory.mktemp("triton-state")
-    config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                       "state_dir": str(state)}})
-    write_repository(config)
-    start_server(config, [ENSEMBLE_NAME], timeout_s=300)
-    try:
-        yield config
-    finally:
-        stop_server(config)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,279 @@
+"""The analysis pipeline shared by the command line and the Gradio app.
+
+``analyse_video`` samples a video, sends the frames to the ensemble in batches, draws the results
+and writes ``results.json`` and ``annotated.mp4``; ``analyse_images`` does the same for still images
+(``results.json`` and an annotated PNG each). Neither prints: progress goes to an optional
+``progress(done, total)`` callback, and a run that stops part-way (a server error, a truncated
+video, Ctrl-C) still writes what it got and returns it with ``error`` set.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from clients.annotate import AnnotatedVideoWriter, annotate
+from clients.images import read_image, write_png
+from clients.results import FrameResult, ImageEntry, ImageResult, ImageSetResults, VideoResults
+from clients.video import SampledFrame, VideoInfo, encode_jpeg, expected_sample_count, probe, sample_frames
+from mmw.errors import InputError, MMWError
+
+T = TypeVar("T")
+
+#: ``progress(done, total)``: called after each frame or image; ``total`` is an estimate for videos.
+ProgressFn = Callable[[int, int], None]
+
+RESULTS_FILE = "results.json"
+ANNOTATED_VIDEO_FILE = "annotated.mp4"
+
+
+class Interrupted(MMWError):
+    """Ctrl-C during a run: the results so far are written, then the run ends."""
+
+
+class InferenceClient(Protocol):
+    """What the pipeline needs of a client (``SceneClient`` has it all)."""
+
+    def check_ready(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def infer_many(self, batches: Iterator[list[bytes]]) -> Iterator[list[ImageResult]]: ...
+
+
+@dataclass(frozen=True)
+class VideoRun:
+    """What ``analyse_video`` wrote; ``error`` is set when the run stopped before the end of the video."""
+
+    results: VideoResults
+    results_path: Path
+    annotated_path: Path | None  # None when no frame was drawn
+    codec: str
+    info: VideoInfo
+    error: MMWError | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the run wrote, ``results.json`` first."""
+        return [self.results_path] + ([self.annotated_path] if self.annotated_path else [])
+
+
+@dataclass(frozen=True)
+class ImageRun:
+    """What ``analyse_images`` wrote; ``error`` is set when the run stopped before the last image."""
+
+    results: ImageSetResults
+    results_path: Path
+    annotated_paths: tuple[Path, ...]
+    error: MMWError | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the run wrote, ``results.json`` first."""
+        return [self.results_path, *self.annotated_paths]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def clamp_batch_size(client: Any, wanted: int) -> int:
+    """``wanted``, or the ensemble's ``max_batch_size`` when that is smaller (unknown: ``wanted``)."""
+    try:
+        limit = int(client.max_batch_size())
+    except MMWError:
+        return wanted
+    return limit if 0 < limit < wanted else wanted
+
+
+def filter_detections(result: ImageResult, min_score: float | None) -> ImageResult:
+    """``result`` keeping only detections scored at or above ``min_score`` (None: all of them).
+
+    The caption is the server's, written from every detection above the server's own threshold.
+    """
+    if min_score is None:
+        return result
+    kept = tuple(d for d in result.detections if d.score >= min_score)
+    return result if len(kept) == len(result.detections) else replace(result, detections=kept)
+
+
+def batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iterator[list[bytes]]:
+    """Group encoded items into lists of ``size``; items go to ``keep`` for drawing later.
+
+    When the source fails, the partial batch is still sent before the error is raised.
+    """
+    batch: list[bytes] = []
+    while True:
+        try:
+            data, item = next(items)
+        except StopIteration:
+            break
+        except MMWError as exc:
+            if batch:
+                yield batch
+            raise exc from None
+        keep.append(item)
+        batch.append(data)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _models(client: InferenceClient, min_score: float | None) -> dict[str, Any]:
+    models = dict(client.describe())
+    if min_score is not None:
+        models["client_min_score"] = float(min_score)
+    return models
+
+
+def analyse_video(
+    path: str | Path,
+    out_dir: str | Path,
+    client: InferenceClient,
+    *,
+    fps: float,
+    batch_size: int,
+    jpeg_quality: int = 90,
+    min_score: float | None = None,
+    progress: ProgressFn | None = None,
+    info: VideoInfo | None = None,
+    source: str | None = None,
+) -> VideoRun:
+    """Analyse a video: ``out_dir/results.json`` and ``out_dir/annotated.mp4``.
+
+    ``min_score`` drops detections below it on the client (the server already dropped those below
+    ``models.detector.score_threshold``); ``source`` is the name written to ``results.json``
+    (default: ``path``). Raises InputError for an unreadable video, InferenceError when the server
+    is not ready, and the run's error when not a single frame came back; an error after that is
+    returned in ``VideoRun.error`` with the partial results written.
+    """
+    path = Path(path)
+    out_dir = Path(out_dir)
+    if not fps > 0:
+        raise InputError(f"sampling rate: expected fps > 0, got {fps}")
+    if batch_size < 1:
+        raise InputError(f"batch size: expected >= 1, got {batch_size}")
+    info = info or probe(path)
+    client.check_ready()
+    models = _models(client, min_score)
+    frames: list[FrameResult] = []
+    error: MMWError | None = None
+    waiting: deque[SampledFrame] = deque()
+    encoded = ((encode_jpeg(f.rgb, jpeg_quality), f) for f in sample_frames(path, fps))
+    writer = AnnotatedVideoWriter(out_dir / ANNOTATED_VIDEO_FILE, fps, (info.width, info.height))
+    total = expected_sample_count(info, fps)
+    try:
+        with writer:
+            for results in client.infer_many(batches(encoded, batch_size, waiting)):
+                for result in results:
+                    frame = waiting.popleft()
+                    result = filter_detections(result, min_score)
+                    frames.append(FrameResult(frame.index, frame.timestamp_s, result))
+                    writer.write(annotate(frame.rgb, result, frame.timestamp_s), timestamp_s=frame.timestamp_s)
+                    if progress is not None:
+                        progress(len(frames), max(total, len(frames)))
+    except MMWError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        error = Interrupted(f"interrupted after {len(frames)} frames")
+    if not frames:
+        if isinstance(error, Interrupted):
+            raise KeyboardInterrupt
+        raise error or InputError(f"video {path}: no frame was sampled")
+    results = VideoResults(
+        source=source or str(path),
+        fps_sampled=fps,
+        width=info.width,
+        height=info.height,
+        duration_s=info.duration_s,
+        frames=frames,
+        models=models,
+        complete=error is None,
+        error=one_line(error) if error else None,
+    )
+    results_path = results.write(out_dir / RESULTS_FILE)
+    annotated = writer.path if writer.frames_written else None
+    return VideoRun(results, results_path, annotated, writer.codec, info, error)
+
+
+def analyse_images(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    client: InferenceClient,
+    *,
+    batch_size: int,
+    min_score: float | None = None,
+    progress: ProgressFn | None = None,
+    sources: Sequence[str] | None = None,
+) -> ImageRun:
+    """Analyse still images: ``out_dir/results.json`` and ``out_dir/<stem>.annotated.png`` each.
+
+    ``sources`` are the names written to ``results.json`` (default: the paths). Errors as in
+    ``analyse_video``: an unreadable image stops the run, keeping the images before it.
+    """
+    paths = [Path(p) for p in paths]
+    names = [str(p) for p in paths] if sources is None else list(sources)
+    if len(names) != len(paths):
+        raise InputError(f"sources: expected one name per image ({len(paths)}), got {len(names)}")
+    for p in paths:
+        if not p.is_file():
+            raise InputError(f"image {p}: not found or not a file (expected a JPEG or PNG file)")
+    if batch_size < 1:
+        raise InputError(f"batch size: expected >= 1, got {batch_size}")
+    out_dir = Path(out_dir)
+    client.check_ready()
+    models = _models(client, min_score)
+    entries: list[ImageEntry] = []
+    written: list[Path] = []
+    error: MMWError | None = None
+    used: set[str] = set()
+
+    def read_all() -> Iterator[tuple[bytes, tuple[Path, str, np.ndarray]]]:
+        for p, name in zip(paths, names, strict=True):
+            data, rgb = read_image(p)
+            yield data, (p, name, rgb)
+
+    waiting: deque[tuple[Path, str, np.ndarray]] = deque()
+    try:
+        for results in client.infer_many(batches(read_all(), batch_size, waiting)):
+            for result in results:
+                p, name, rgb = waiting.popleft()
+                result = filter_detections(result, min_score)
+                png = unique_png_name(p, used)
+                written.append(write_png(out_dir / png, annotate(rgb, result)))
+                h, w = rgb.shape[:2]
+                entries.append(ImageEntry(source=name, width=w, height=h, image=result, annotated=png))
+                if progress is not None:
+                    progress(len(entries), len(paths))
+    except MMWError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        error = Interrupted(f"interrupted after {len(entries)} images")
+    if not entries:
+        if isinstance(error, Interrupted):
+            raise KeyboardInterrupt
+        raise error or InputError("images: nothing was processed")
+    results = ImageSetResults(
+        images=entries, models=models, complete=error is None, error=one_line(error) if error else None
+    )
+    results_path = results.write(out_dir / RESULTS_FILE)
+    return ImageRun(results, results_path, tuple(written), error)
+
+
+def unique_png_name(path: Path, used: set[str]) -> str:
+    """``<stem>.annotated.png``, numbered ``<stem>_2.annotated.png``... when the name is taken."""
+    name = f"{path.stem}.annotated.png"
+    k = 2
+    while name in used:
+        name = f"{path.stem}_{k}.annotated.png"
+        k += 1
+    used.add(name)
+    return name
