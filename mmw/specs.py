@@ -126,9 +126,6 @@ class TritonModelSpec:
     steps: tuple[EnsembleStep, ...] = field(default=())
     description: str = ""
 
-    def parameter(self, key: str) -> str:
-        return dict(self.parameters)[key]
-
 
 @dataclass(frozen=True)
 class StepResources:

@@ -11,7 +11,9 @@ from mmw.config import DEFAULT_CONFIG_PATH, Config, build, load_config
 from mmw.errors import ConfigError, ModelSpecError
 from mmw.repository import check_repository, parse_config, render_config, to_model_config, write_repository
 from mmw.specs import (
+    DETECTOR,
     ENSEMBLE_NAME,
+    LABELLER,
     REFERENCE_CORES,
     EnsembleStep,
     StepResources,
@@ -162,3 +164,14 @@ def test_serving_plan_from_core_count(cores: int, serving: dict, detector: tuple
     specs = {s.name: to_model_config(s) for s in repository_specs(build(Config, {"serving": serving}), cores=cores)}
     assert specs["detector"].instance_group[0].count == detector[0]
     assert specs["detector"].parameters["onnx_threads"].string_value == str(detector[1])
+
+
+def test_one_spec_drives_onnx_names_axes_and_tensorrt_profiles() -> None:
+    """The network spec names the ONNX tensors, their batch axes and the TensorRT profile shapes."""
+    assert DETECTOR.dynamic_axes() == {"images": {0: "batch"}, "box_encodings": {0: "batch"},
+                                       "class_scores": {0: "batch"}}
+    assert DETECTOR.trt_profile(8) == {"images": ((1, 300, 300, 3), (4, 300, 300, 3), (8, 300, 300, 3))}
+    assert LABELLER.trt_profile(1)["images"][1] == (1, 224, 224, 3)
+    cpu = {s.name: to_model_config(s) for s in repository_specs(load_config(), cores=REFERENCE_CORES)}
+    assert [t.name for t in cpu["detector"].output] == [t.name for t in DETECTOR.outputs]
+    assert list(cpu["labeller"].input[0].dims) == list(LABELLER.inputs[0].dims)
