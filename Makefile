@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[export,samples,app,test]"
+	$(PIP) install -q -e ".[export,samples,app,semantic,test]"
 	# The Triton server binary + python backend; its own deps (numpy<2 pin, Python API) are not needed.
 	$(PIP) install -q --no-deps nvidia-pytriton==0.7.0
 	touch $@
@@ -85,11 +85,12 @@ docker-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static >/dev/null; \
 	fi
 
-# Headless Chromium for the browser tests of the app (Playwright drives Debian's chromium; no browser download)
+# Headless Chromium for the app's browser tests (Playwright drives Debian's chromium; no browser download)
+# and ffmpeg, which serves a local HTTP stream for the live-input tests.
 browser-deps:
-	@if ! command -v chromium >/dev/null; then \
-		echo "installing chromium (the app's browser tests)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	@if ! command -v chromium >/dev/null || ! command -v ffmpeg >/dev/null; then \
+		echo "installing chromium and ffmpeg (browser tests, local live stream)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ffmpeg >/dev/null; \
 	fi
 
 doctor: install

@@ -3,7 +3,9 @@
 Every pixel of processing happens in Triton or in ``clients.pipeline`` (the same code as
 ``python -m clients video``); this module only turns an upload into a pipeline call and the
 results into widgets: the annotated video or image, a table per frame, a plot of object counts
-over time and the files to download. A status panel says whether Triton answers.
+over time and the files to download. A status panel says whether Triton answers. The Search tab
+searches the last video analysed in the page (``clients.search``): time ranges, scenes and tracks,
+the first match's frame and clip, and a Jump button that seeks its player to a range.
 
 Scripts use the named endpoint ``/analyse`` with ``gradio_client`` (see ``build_app``).
 """
@@ -24,6 +26,7 @@ import gradio as gr
 import pandas as pd
 
 from clients.annotate import class_color
+from clients.images import write_png
 from clients.pipeline import (
     ImageRun,
     ProgressFn,
@@ -33,7 +36,8 @@ from clients.pipeline import (
     clamp_batch_size,
     one_line,
 )
-from clients.results import ImageResult
+from clients.results import ImageResult, VideoResults
+from clients.search import SearchQuery, extract_clip, format_time, frame_at, search
 from clients.summary import summarize, summary_lines
 from clients.triton_client import MODEL_NAME, SceneClient
 from mmw.config import Config
@@ -296,9 +300,113 @@ def summary_text(result: AppResult) -> str:
         head = f"**`{result.name}`** ({entry.width}x{entry.height}) analysed in {result.seconds:.1f} s."
         unit = "images"
     lines = [head, *(f"- {line}" for line in summary_lines(summarize(images), unit=unit))]
+    if isinstance(run, VideoRun):
+        counts = ", ".join(f"{name} {n}" for name, n in run.results.object_counts.items()) or "none"
+        scenes = len(run.results.scenes)
+        lines.append(f"- unique objects (tracks): {counts}; {scenes} scene{'s' if scenes != 1 else ''} "
+                     "(see the Search tab)")
     if run.error is not None:
         lines.insert(0, f"**Partial results**: the run stopped early: {one_line(run.error)}")
     return "\n".join(lines)
+
+
+# --- search ---------------------------------------------------------------------------------------------
+
+SEARCH_COLUMNS = ["from (s)", "to (s)", "from", "to", "frames", "caption"]
+#: Seeks the Search tab's player: runs in the browser (gradio's Video cannot seek from Python).
+JUMP_JS = """(t) => {
+    const v = document.querySelector('#search-video video');
+    if (v && t !== null && t !== undefined) { v.currentTime = Number(t); v.play().catch(() => {}); }
+    return t;
+}"""
+
+
+@dataclass(frozen=True)
+class SearchView:
+    """What the Search tab shows for one query."""
+
+    message: str
+    ranges: pd.DataFrame
+    details: str = ""
+    video: Path | None = None
+    first_frame: Path | None = None
+    clip: Path | None = None
+    jump_s: float | None = None
+
+
+def _no_ranges(message: str, video: Path | None = None) -> SearchView:
+    return SearchView(message, pd.DataFrame(columns=SEARCH_COLUMNS), video=video)
+
+
+def range_media(results_path: Path, start_s: float, end_s: float) -> tuple[Path | None, Path | None]:
+    """(PNG of the frame at ``start_s``, MP4 clip of [start_s, end_s)) cut from the run's annotated video."""
+    video = results_path.parent / "annotated.mp4"
+    if not video.is_file():
+        return None, None
+    folder = results_path.parent / "search"
+    stem = f"{round(start_s * 1000):08d}-{round(end_s * 1000):08d}"
+    png, clip = folder / f"frame-{stem}.png", folder / f"clip-{stem}.mp4"
+    if not png.is_file():
+        write_png(png, frame_at(video, start_s))
+    if not clip.is_file():
+        extract_clip(video, start_s, end_s, clip)
+    return png, clip
+
+
+def search_run(results_path: str | Path | None, objects: str, caption: str, semantic: str = "") -> SearchView:
+    """Search the results of the last video run; errors become the message.
+
+    ``semantic`` text needs the optional caption embedding model (``clients.semantic``).
+    """
+    if not results_path:
+        return _no_ranges("Analyse a video first (the **Analyse** tab): the search looks at the last video "
+                          "analysed in this page.")
+    path = Path(results_path)
+    video = path.parent / "annotated.mp4"
+    video = video if video.is_file() else None
+    try:
+        query = SearchQuery(objects=objects or None, caption=caption or None,  # type: ignore[arg-type]
+                            semantic=semantic or None)
+        results = VideoResults.read(path)
+        found = search(results, query)
+    except MMWError as exc:
+        return _no_ranges(f"**Cannot search**: {one_line(exc)}", video)
+    rows = [{"from (s)": round(r.start_s, 2), "to (s)": round(r.end_s, 2), "from": format_time(r.start_s),
+             "to": format_time(r.end_s), "frames": r.frames, "caption": r.caption} for r in found.ranges]
+    table = pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+    details = []
+    if found.scenes:
+        details.append("**Scenes**: " + "; ".join(
+            f"{s.index} ({format_time(s.start_s)}-{format_time(s.end_s)}) {s.caption}" for s in found.scenes))
+    if found.tracks:
+        details.append("**Tracks**: " + "; ".join(
+            f"{t.class_name} #{t.track_id} {format_time(t.first_seen_s)}-{format_time(t.last_seen_s)}"
+            for t in found.tracks))
+    if not found.ranges:
+        return SearchView(f"{query.describe()}: no analysed frame matches.", table, "  \n".join(details), video)
+    first = found.ranges[0]
+    try:
+        png, clip = range_media(path, first.start_s, first.end_s)
+    except MMWError as exc:
+        log.warning("search media: %s", one_line(exc))
+        png = clip = None
+    n = len(found.ranges)
+    message = (f"**{query.describe()}**: {n} time range{'s' if n != 1 else ''}, {found.total_s:.1f} s in all. "
+               f"First at {format_time(first.start_s)}: its frame and clip are shown; select a row, then "
+               "**Jump** to seek the video to it.")
+    return SearchView(message, table, "  \n".join(details), video, png, clip, round(first.start_s, 2))
+
+
+def _search_outputs(view: SearchView) -> tuple[Any, ...]:
+    return (
+        gr.Markdown(view.message, elem_classes=["mmw-ok" if view.jump_s is not None else "mmw-warn"]),
+        gr.Dataframe(value=view.ranges),
+        gr.Markdown(view.details),
+        gr.Video(value=str(view.video) if view.video else None),
+        gr.Image(value=str(view.first_frame) if view.first_frame else None),
+        gr.Video(value=str(view.clip) if view.clip else None),
+        gr.Number(value=view.jump_s),
+    )
 
 
 # --- the Blocks app --------------------------------------------------------------------------------------
@@ -312,6 +420,7 @@ def _error_outputs(message: str) -> tuple[Any, ...]:
         gr.Dataframe(value=None),
         gr.LinePlot(value=None, visible=True),
         gr.File(value=None),
+        None,  # nothing to search
     )
 
 
@@ -358,6 +467,7 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
             gr.Dataframe(value=results_table(result)),
             gr.LinePlot(value=counts_frame(result), visible=is_video, color_map=class_colors(result)),
             gr.File(value=[str(p) for p in result.files]),
+            str(result.run.results_path) if is_video else None,  # what the Search tab searches
         )
 
     def run_api(upload: str | None, fps: float, min_score: float) -> tuple[str, dict[str, Any], list[str]]:
@@ -378,40 +488,78 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
         with gr.Row(equal_height=False):
             status = gr.Markdown("Checking the Triton server ...", elem_id="status", container=True)
             refresh = gr.Button("Refresh status", size="sm", scale=0, min_width=120)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=300):
-                upload = gr.File(label="1. Video or image", file_types=[*VIDEO_SUFFIXES, *IMAGE_SUFFIXES],
-                                 type="filepath", elem_id="upload", height=140)
-                gr.Markdown(f"MP4, MKV, MOV, AVI, WebM, JPEG or PNG, up to {config.app.max_upload_mb:g} MB.")
-                if sample_video is not None and Path(sample_video).is_file():
-                    gr.Examples([[str(sample_video)]], inputs=[upload], label="No video at hand? Try this one:",
-                                cache_examples=False)
-                fps = gr.Slider(0.5, max_fps, value=default_fps, step=0.5, label="2. Frames per second to analyse",
-                                info="Frames sampled per second of video (ignored for images).", elem_id="fps")
-                min_score = gr.Slider(server_min, 1.0, value=server_min, step=0.05, label="Minimum detection score",
-                                      info=f"Hides weaker boxes here, in the app. The server already drops "
-                                           f"detections below {server_min:g} (models.detector.score_threshold).")
-                gr.Checkbox(False, label="Dense captions", interactive=False,
-                            info="Not available: no neural captioner is served yet. Captions are sentences "
-                                 "composed from the detections and the scene label.")
-                analyse = gr.Button("3. Analyse", variant="primary", elem_id="analyse")
-                message = gr.Markdown("Upload a file, then press **Analyse**.", elem_id="message")
-            with gr.Column(scale=3, min_width=360):
-                gr.Markdown("**Annotated result**: boxes, class, score and the caption drawn on every analysed "
-                            "frame. The video plays once when ready; hover it for the controls.")
-                video = gr.Video(label="Annotated video", show_label=False, interactive=False, autoplay=True,
-                                 elem_id="annotated-video", buttons=["download"])
-                image = gr.Image(label="Annotated image", show_label=False, interactive=False, visible=False,
-                                 type="filepath", elem_id="annotated-image")
-                files = gr.File(label="Downloads: results.json, annotated video or image", file_count="multiple",
-                                interactive=False, elem_id="downloads")
-        table = gr.Dataframe(headers=["time (s)", "caption", "objects", "scene"], interactive=False, wrap=True,
-                             label="Per frame: time, caption, objects, scene label", elem_id="frames", max_height=420,
-                             column_widths=["10%", "45%", "25%", "20%"])
-        plot = gr.LinePlot(x="time_s", y="count", color="class", label="Objects per class over time",
-                           x_title="time (s)", y_title="objects in the frame", color_title="class", elem_id="counts")
-        gr.Markdown(f"Results of every run are also kept under `{config.app.out_dir}/` on the machine running the "
-                    "app. Scripts: see *Use via API* below (endpoint `/analyse`).")
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Analyse", id="analyse-tab", elem_id="analyse-tab"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=300):
+                        upload = gr.File(label="1. Video or image", file_types=[*VIDEO_SUFFIXES, *IMAGE_SUFFIXES],
+                                         type="filepath", elem_id="upload", height=140)
+                        gr.Markdown(f"MP4, MKV, MOV, AVI, WebM, JPEG or PNG, up to {config.app.max_upload_mb:g} MB.")
+                        if sample_video is not None and Path(sample_video).is_file():
+                            gr.Examples([[str(sample_video)]], inputs=[upload], label="No video at hand? Try this one:",
+                                        cache_examples=False)
+                        fps = gr.Slider(0.5, max_fps, value=default_fps, step=0.5,
+                                        label="2. Frames per second to analyse",
+                                        info="Frames sampled per second of video (ignored for images).", elem_id="fps")
+                        min_score = gr.Slider(server_min, 1.0, value=server_min, step=0.05,
+                                              label="Minimum detection score",
+                                              info=f"Hides weaker boxes here, in the app. The server already drops "
+                                                   f"detections below {server_min:g} "
+                                                   "(models.detector.score_threshold).")
+                        gr.Checkbox(False, label="Dense captions", interactive=False,
+                                    info="Not available: no neural captioner is served yet. Captions are sentences "
+                                         "composed from the detections and the scene label.")
+                        analyse = gr.Button("3. Analyse", variant="primary", elem_id="analyse")
+                        message = gr.Markdown("Upload a file, then press **Analyse**.", elem_id="message")
+                    with gr.Column(scale=3, min_width=360):
+                        gr.Markdown("**Annotated result**: boxes, class, score and the caption drawn on every analysed "
+                                    "frame. The video plays once when ready; hover it for the controls.")
+                        video = gr.Video(label="Annotated video", show_label=False, interactive=False, autoplay=True,
+                                         elem_id="annotated-video", buttons=["download"])
+                        image = gr.Image(label="Annotated image", show_label=False, interactive=False, visible=False,
+                                         type="filepath", elem_id="annotated-image")
+                        files = gr.File(label="Downloads: results.json, annotated video or image, exports (COCO, "
+                                              "SRT, WebVTT, tracks CSV)", file_count="multiple", interactive=False,
+                                        elem_id="downloads")
+                table = gr.Dataframe(headers=["time (s)", "caption", "objects", "scene"], interactive=False, wrap=True,
+                                     label="Per frame: time, caption, objects, scene label", elem_id="frames",
+                                     max_height=420, column_widths=["10%", "45%", "25%", "20%"])
+                plot = gr.LinePlot(x="time_s", y="count", color="class", label="Objects per class over time",
+                                   x_title="time (s)", y_title="objects in the frame", color_title="class",
+                                   elem_id="counts")
+                gr.Markdown(f"Results of every run are also kept under `{config.app.out_dir}/` on the machine running "
+                            "the app. Scripts: see *Use via API* below (endpoint `/analyse`).")
+            with gr.Tab("Search", id="search-tab", elem_id="search-tab"):
+                gr.Markdown("Search the last video analysed in this page: when do objects appear (all of them in "
+                            "the same frame), what do the captions say, or what do they mean (semantic search with "
+                            "sentence embeddings, when installed). You get time ranges, the scenes and "
+                            "tracks that match, the first match's frame and clip, and **Jump** seeks the video "
+                            "below to the selected range.")
+                with gr.Row(equal_height=True):
+                    search_objects = gr.Textbox(label="Objects", placeholder="dog   or   person, horse",
+                                                elem_id="search-objects", scale=2)
+                    search_caption = gr.Textbox(label="Caption contains", placeholder="riding",
+                                                elem_id="search-caption", scale=2)
+                    search_semantic = gr.Textbox(label="Caption means (semantic)", placeholder="someone on horseback",
+                                                 elem_id="search-semantic", scale=2)
+                    search_button = gr.Button("Search", variant="primary", elem_id="search-button", scale=1)
+                search_message = gr.Markdown("Analyse a video, then search it here.", elem_id="search-message")
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=320):
+                        search_ranges = gr.Dataframe(headers=SEARCH_COLUMNS, interactive=False, wrap=True,
+                                                     label="Time ranges (select a row)", elem_id="search-ranges",
+                                                     max_height=300)
+                        search_details = gr.Markdown(elem_id="search-details")
+                        with gr.Row(equal_height=True):
+                            jump_to = gr.Number(label="Jump to (s)", precision=2, elem_id="jump-to", scale=2)
+                            jump = gr.Button("Jump", elem_id="jump", scale=1)
+                        search_frame = gr.Image(label="First match", type="filepath", interactive=False,
+                                                elem_id="search-frame", height=240)
+                    with gr.Column(scale=3, min_width=320):
+                        search_video = gr.Video(label="Annotated video", interactive=False, elem_id="search-video",
+                                                height=360)
+                        search_clip = gr.Video(label="Clip of the first match", interactive=False,
+                                               elem_id="search-clip", height=360)
 
         # hidden outputs of the API endpoint
         api_summary = gr.Textbox(visible=False)
@@ -421,7 +569,8 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
         api_status = gr.JSON(visible=False)
         api_status_trigger = gr.Button(visible=False)
 
-        outputs = [message, video, image, table, plot, files]
+        last_run = gr.State(None)  # results.json of the last video analysed in this browser tab
+        outputs = [message, video, image, table, plot, files, last_run]
         analyse.click(run_ui, [upload, fps, min_score], outputs, api_visibility="private", show_progress_on=[video],
                       concurrency_id="analysis", concurrency_limit=1).then(
             lambda: status_update(config), None, status, api_visibility="private", show_progress="hidden")
@@ -430,6 +579,31 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
         api_status_trigger.click(lambda: dataclasses.asdict(server_report(config)), None, api_status,
                                  api_name="status", concurrency_limit=None)
         refresh.click(lambda: status_update(config), None, status, api_visibility="private", concurrency_limit=None)
+
+        search_outputs = [search_message, search_ranges, search_details, search_video, search_frame, search_clip,
+                          jump_to]
+
+        def run_search(results_path: str | None, objects: str, caption: str, semantic: str) -> tuple[Any, ...]:
+            return _search_outputs(search_run(results_path, objects, caption, semantic))
+
+        def pick_range(results_path: str | None, table: pd.DataFrame, evt: gr.SelectData) -> tuple[Any, ...]:
+            row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+            try:
+                start, end = float(table.iloc[row]["from (s)"]), float(table.iloc[row]["to (s)"])
+                png, clip = range_media(Path(results_path), start, end) if results_path else (None, None)
+            except (IndexError, KeyError, ValueError, MMWError) as exc:
+                log.warning("search row: %s", exc)
+                return gr.Number(), gr.Image(), gr.Video()
+            return (gr.Number(value=round(start, 2)), gr.Image(value=str(png) if png else None),
+                    gr.Video(value=str(clip) if clip else None, label=f"Clip {format_time(start)}-{format_time(end)}"))
+
+        for trigger in (search_button.click, search_objects.submit, search_caption.submit, search_semantic.submit):
+            trigger(run_search, [last_run, search_objects, search_caption, search_semantic], search_outputs,
+                    api_visibility="private", concurrency_limit=None)
+        search_ranges.select(pick_range, [last_run, search_ranges], [jump_to, search_frame, search_clip],
+                             api_visibility="private", concurrency_limit=None).then(
+            None, [jump_to], None, js=JUMP_JS, api_visibility="private")
+        jump.click(None, [jump_to], None, js=JUMP_JS, api_visibility="private")
         demo.load(lambda: status_update(config), None, status, api_visibility="private", concurrency_limit=None,
                   show_progress="hidden")
     return demo

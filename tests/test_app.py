@@ -43,6 +43,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 TIMEOUT_MS = 60_000
 ROWS = "#frames [role=row].virtual-row"  # gradio's Dataframe renders a virtual table of div rows
 CELLS = "#frames [role=gridcell]"
+EXPORTS = ("detections.coco.json", "captions.srt", "captions.vtt", "tracks.csv")
 
 
 # --- fixtures --------------------------------------------------------------------------------------------
@@ -152,11 +153,38 @@ def test_browser_analyses_the_sample_video(page: OpenPage, sample: Path) -> None
     pg.wait_for_function("() => document.querySelector('#annotated-video video').currentTime > 0.5")
     downloads = pg.locator("#downloads").inner_text().replace("\n", "")  # names show as stem + extension
     assert "results.json" in downloads and "annotated.mp4" in downloads
+    assert all(name in downloads for name in EXPORTS), downloads
     assert "8 frames" in pg.locator("#message").inner_text()
     pg.locator("#counts canvas, #counts svg").first.wait_for()
     _screenshot(pg, "app_sample_video.png")
     assert page.external == [], f"the page fetched from outside 127.0.0.1: {page.external}"
     assert page.failed == [], page.failed
+
+
+@server
+def test_browser_search_tab_finds_the_cat_and_jumps_to_it(page: OpenPage, sample: Path) -> None:
+    pg = page.page
+    _upload(pg, sample)
+    pg.locator("#analyse").click()
+    pg.wait_for_function(f"() => document.querySelectorAll('{ROWS}').length >= 8", timeout=TIMEOUT_MS)
+    pg.get_by_role("tab", name="Search").click()
+    pg.locator("#search-objects textarea, #search-objects input").first.fill("cat")
+    pg.locator("#search-button").click()
+    pg.locator("#search-message").get_by_text("1 time range").wait_for()
+    cells = pg.locator("#search-ranges [role=gridcell]").all_inner_texts()
+    assert cells[:4] == ["2", "4", "0:02.00", "0:04.00"], cells  # the cat photo is on from 2 s to 4 s
+    pg.locator("#search-frame img").wait_for()
+    pg.locator("#search-clip video").wait_for()
+    assert "cat #" in pg.locator("#search-details").inner_text()
+    pg.locator("#search-video video").wait_for()
+    pg.wait_for_function("() => document.querySelector('#search-video video').readyState >= 1")
+    pg.locator("#jump").click()
+    pg.wait_for_function("() => Math.abs(document.querySelector('#search-video video').currentTime - 2.0) < 0.6")
+    _screenshot(pg, "app_search.png")
+    pg.locator("#search-objects textarea, #search-objects input").first.fill("unicorn")
+    pg.locator("#search-button").click()
+    pg.locator("#search-message").get_by_text("expected a COCO class name").wait_for()
+    assert page.external == [] and page.failed == [], (page.external, page.failed)
 
 
 @server
@@ -224,7 +252,8 @@ def test_gradio_client_analyse_endpoint(app_url: str, sample: Path, tmp_path: Pa
     assert parsed.models["client_min_score"] == 0.5
     assert "8 frames" in summary
     names = sorted(Path(f).name for f in files)
-    assert names == ["annotated.mp4", "results.json"]
+    assert names == sorted(["annotated.mp4", "results.json", *EXPORTS])
+    assert Path(files[0]).name == "results.json"
     assert VideoResults.read(next(f for f in files if f.endswith("results.json"))).frames == parsed.frames
 
 
