@@ -52,26 +52,18 @@ TARGETS = {
 
 # --- frames -----------------------------------------------------------------------------------------------
 
+def prefetched(items: Iterator, depth: int = 8) -> Iterator:
+    """The clients' prefetch (decoding overlaps inference), as the CLI uses it."""
+    from clients.pipeline import prefetched as clients_prefetched
+
+    return clients_prefetched(items, depth)
+
+
 def sampled_frames(video: Path, fps: float) -> Iterator[np.ndarray]:
     from clients.video import sample_frames
 
     for frame in sample_frames(video, fps):
         yield frame.rgb
-
-
-def prefetched(items: Iterator, depth: int = 8) -> Iterator:
-    """Run a generator in a background thread (decode overlaps inference)."""
-    q: queue.Queue = queue.Queue(depth)
-    done = object()
-
-    def fill() -> None:
-        for item in items:
-            q.put(item)
-        q.put(done)
-
-    threading.Thread(target=fill, daemon=True).start()
-    while (item := q.get()) is not done:
-        yield item
 
 
 def batched(items: Iterator, size: int) -> Iterator[list]:

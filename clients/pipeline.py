@@ -11,8 +11,10 @@ video, Ctrl-C) still writes what it got and returns it with ``error`` set.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -232,6 +234,48 @@ def _models(client: InferenceClient, min_score: float | None) -> dict[str, Any]:
     return models
 
 
+def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Produce ``items`` in a background thread, up to ``depth`` ahead, so video decoding overlaps inference.
+
+    An exception raised while producing is raised here after the items before it; a consumer that stops
+    early stops the producer at its next item.
+    """
+    slots: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[object, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((end, exc))
+            return
+        put((end, None))
+
+    threading.Thread(target=produce, name="prefetch", daemon=True).start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+
+
 def analyse_video(
     path: str | Path,
     out_dir: str | Path,
@@ -266,7 +310,7 @@ def analyse_video(
     models = _models(client, min_score)
     error: MMWError | None = None
     waiting: deque[SampledFrame] = deque()
-    encoded = ((encode_jpeg(f.rgb, jpeg_quality), f) for f in sample_frames(path, fps))
+    encoded = prefetched((encode_jpeg(f.rgb, jpeg_quality), f) for f in sample_frames(path, fps))
     recorder = VideoRecorder(out_dir, fps, (info.width, info.height), tracker=tracker, scenes=scenes)
     total = expected_sample_count(info, fps)
     try:
