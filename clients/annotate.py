@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -133,10 +133,14 @@ def draw_caption(rgb: np.ndarray, text: str, max_lines: int = 2) -> np.ndarray:
 
 
 def annotate(
-    rgb: np.ndarray, result: ImageResult, timestamp_s: float | None = None, max_caption_lines: int = 2
+    rgb: np.ndarray, result: ImageResult, timestamp_s: float | None = None, max_caption_lines: int = 2,
+    draw_boxes: Callable[[np.ndarray, Sequence[Detection]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Boxes plus a caption banner (``[12.5 s] caption``; the best scene label when there is no caption)."""
-    out = draw_detections(rgb, result.detections)
+    """Boxes plus a caption banner (``[12.5 s] caption``; the best scene label when there is no caption).
+
+    ``draw_boxes`` draws the detections (default: :func:`draw_detections`).
+    """
+    out = (draw_boxes or draw_detections)(rgb, result.detections)
     caption = result.caption or (result.labels[0].name if result.labels else "")
     if timestamp_s is not None:
         caption = f"[{timestamp_s:.1f} s] {caption}".strip()

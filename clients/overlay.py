@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from clients.annotate import ascii_text, class_color, draw_caption, text_style
+from clients.annotate import annotate, ascii_text, class_color, text_style
 from clients.images import check_rgb
 from clients.results import Detection, ImageResult
 
@@ -74,8 +74,4 @@ def annotate_tracked(
     rgb: np.ndarray, result: ImageResult, timestamp_s: float | None = None, max_caption_lines: int = 2
 ) -> np.ndarray:
     """Tracked boxes plus the caption banner (``[12.5 s] caption``; the best label when there is no caption)."""
-    out = draw_tracked(rgb, result.detections)
-    caption = result.caption or (result.labels[0].name if result.labels else "")
-    if timestamp_s is not None:
-        caption = f"[{timestamp_s:.1f} s] {caption}".strip()
-    return draw_caption(out, caption, max_caption_lines)
+    return annotate(rgb, result, timestamp_s, max_caption_lines, draw_boxes=draw_tracked)
