@@ -238,10 +238,19 @@ def _unit_interval(name: str, value: float) -> None:
         raise ConfigError(f"{name}: expected a number in [0, 1], got {value}")
 
 
+_NOUNS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+
+
 def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
+    """How a setting's type reads in an error: 'an integer or 'auto'', 'one of 'local', 'docker''."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
+    if origin in (typing.Union, types.UnionType):
+        parts = [", ".join(repr(a) for a in typing.get_args(o)) if typing.get_origin(o) is Literal
+                 else _type_name(o) for o in typing.get_args(tp)]
+        return " or ".join(parts)
+    return _NOUNS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _convert(value: Any, tp: Any, where: str) -> Any:
@@ -269,7 +278,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 return _convert(value, option, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {tp}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")

@@ -49,7 +49,7 @@ def test_default_config_loads() -> None:
         ({"models": {"labeller": {"top_k": 0}}}, "models.labeller.top_k: expected 1..1000, got 0"),
         ({"client": {"protocol": "udp"}}, "client.protocol: expected one of 'grpc', 'http', got 'udp'"),
         ({"serving": {"instances": 0}}, "serving.instances: expected a positive number"),
-        ({"serving": {"onnx_threads": "many"}}, "serving.onnx_threads: expected int | typing.Literal"),
+        ({"serving": {"onnx_threads": "many"}}, "serving.onnx_threads: expected an integer or 'auto', got 'many'"),
     ],
 )
 def test_bad_settings_name_the_field(data: dict, message: str) -> None:
