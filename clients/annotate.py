@@ -136,12 +136,14 @@ def annotate(
     rgb: np.ndarray, result: ImageResult, timestamp_s: float | None = None, max_caption_lines: int = 2,
     draw_boxes: Callable[[np.ndarray, Sequence[Detection]], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Boxes plus a caption banner (``[12.5 s] caption``; the best scene label when there is no caption).
+    """Boxes plus a caption banner (``[12.5 s] caption``; the best scene label when there is no caption,
+    ``error: ...`` when the server could not analyse the image).
 
     ``draw_boxes`` draws the detections (default: :func:`draw_detections`).
     """
     out = (draw_boxes or draw_detections)(rgb, result.detections)
-    caption = result.caption or (result.labels[0].name if result.labels else "")
+    caption = f"error: {result.error}" if result.error else (
+        result.caption or (result.labels[0].name if result.labels else ""))
     if timestamp_s is not None:
         caption = f"[{timestamp_s:.1f} s] {caption}".strip()
     return draw_caption(out, caption, max_caption_lines)

@@ -24,7 +24,7 @@ from mmw.errors import InferenceError, InputError
 
 SCHEMA_VERSION = "1.1"
 
-#: Output tensors of the ensemble, in the order the client requests them.
+#: Output tensors of the ensemble, in the order the client requests them (every server has these).
 OUTPUT_NAMES: tuple[str, ...] = (
     "BOXES",
     "SCORES",
@@ -36,6 +36,8 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "CAPTION",
     "CAPTION_SOURCE",
 )
+#: Per-image error (b"" when the image was fine); servers older than this output do not have it.
+ERROR_OUTPUT = "ERROR"
 
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 # An indented list of numbers; the newline after "[" cannot occur inside a JSON string.
@@ -103,24 +105,28 @@ class SceneLabel:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """Everything the ensemble says about one image."""
+    """Everything the ensemble says about one image; ``error`` says why it could not be analysed ("" when it was)."""
 
     detections: tuple[Detection, ...] = ()
     labels: tuple[SceneLabel, ...] = ()
     caption: str = ""
     caption_source: str = ""
+    error: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "detections", tuple(self.detections))
         object.__setattr__(self, "labels", tuple(self.labels))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "detections": [d.to_dict() for d in self.detections],
             "labels": [lab.to_dict() for lab in self.labels],
             "caption": self.caption,
             "caption_source": self.caption_source,
         }
+        if self.error:
+            data["error"] = self.error
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ImageResult:
@@ -132,6 +138,7 @@ class ImageResult:
             labels=tuple(SceneLabel.from_dict(x, f"{where}.labels[{i}]") for i, x in enumerate(labels)),
             caption=_get(d, "caption", str, where),
             caption_source=_get(d, "caption_source", str, where),
+            error=_get(d, "error", str, where) if "error" in d else "",
         )
 
 
@@ -510,7 +517,8 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
     """Ensemble output arrays (batch dimension first) -> one ``ImageResult`` per image.
 
     Detection arrays are padded to the largest count in the request; only the first
-    ``NUM_DETECTIONS`` rows of each image are kept. BYTES outputs are decoded as UTF-8.
+    ``NUM_DETECTIONS`` rows of each image are kept. BYTES outputs are decoded as UTF-8. ``ERROR``
+    is optional (older servers lack it): an image with an error has no detections, labels or caption.
     """
     missing = [name for name in OUTPUT_NAMES if outputs.get(name) is None]
     if missing:
@@ -530,9 +538,15 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
     label_scores = _batched(outputs["LABEL_SCORES"], "LABEL_SCORES", n, width=labels.shape[1])
     captions = _batched(outputs["CAPTION"], "CAPTION", n, width=1)
     sources = _batched(outputs["CAPTION_SOURCE"], "CAPTION_SOURCE", n, width=1)
+    raw_errors = outputs.get(ERROR_OUTPUT)
+    errors = None if raw_errors is None else _batched(raw_errors, ERROR_OUTPUT, n, width=1)
 
     results = []
     for i in range(n):
+        error = _text(errors[i, 0]) if errors is not None else ""
+        if error:
+            results.append(ImageResult(error=error))
+            continue
         count = int(num[i, 0])
         if not 0 <= count <= m:
             raise InferenceError(

@@ -23,7 +23,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from clients.results import OUTPUT_NAMES, ImageResult, parse_outputs
+from clients.results import ERROR_OUTPUT, OUTPUT_NAMES, ImageResult, parse_outputs
 from mmw.errors import ConfigError, InferenceError, InputError
 
 MODEL_NAME = "scene_understanding"
@@ -76,6 +76,7 @@ class SceneClient:
         self._client: Any = self._connect()
         self._workers: _HttpWorkers | None = None
         self._max_batch_size: int | None = None
+        self._output_names: tuple[str, ...] | None = None
         self.latencies_s: list[float] = []  # per request, submit to response (for benchmarks)
 
     # --- connection --------------------------------------------------------------------------------------
@@ -169,6 +170,20 @@ class SceneClient:
             self._max_batch_size = int(self.model_config().get("max_batch_size", 0))
         return self._max_batch_size
 
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs to request: ``OUTPUT_NAMES``, plus ``ERROR`` when the ensemble has it (older ones do not).
+
+        Read once from the ensemble's metadata; while the metadata cannot be read, ERROR is not asked for.
+        """
+        if self._output_names is None:
+            try:
+                meta = self.model_metadata()
+            except InferenceError:
+                return OUTPUT_NAMES
+            names = {o.get("name") for o in meta.get("outputs", []) if isinstance(o, dict)}
+            self._output_names = OUTPUT_NAMES + ((ERROR_OUTPUT,) if ERROR_OUTPUT in names else ())
+        return self._output_names
+
     def describe(self) -> dict[str, Any]:
         """What served a run, for ``results.json``'s ``models`` field; parts the server cannot say are left out."""
         info: dict[str, Any] = {"ensemble": self.model_name, "protocol": self.protocol, "url": self.url}
@@ -206,12 +221,13 @@ class SceneClient:
     def infer(self, images: Sequence[bytes]) -> list[ImageResult]:
         """Send one request with a batch of encoded images (JPEG/PNG bytes); one result per image."""
         module = grpcclient if self.protocol == "grpc" else httpclient
-        inputs, outputs = _request(module, images)
+        names = self.output_names()
+        inputs, outputs = _request(module, images, names)
         kwargs: dict[str, Any] = {"model_version": self.model_version, "outputs": outputs}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout_s
         raw = self._call(lambda c: c.infer(self.model_name, inputs, **kwargs))
-        return self._parse(raw, len(images))
+        return self._parse(raw, len(images), names)
 
     def infer_many(self, batches: Iterable[Sequence[bytes]]) -> Iterator[list[ImageResult]]:
         """Send each batch as one request, up to ``max_in_flight`` at a time; yield results in batch order.
@@ -238,7 +254,7 @@ class SceneClient:
                 if not pending:
                     break
                 future, n = pending.popleft()
-                yield self._parse(self._wait(future), n)
+                yield self._parse(self._wait(future), n, self.output_names())
         finally:
             for future, _ in pending:  # the caller stopped early or a request failed
                 future.cancel()
@@ -255,7 +271,7 @@ class SceneClient:
             return f
         client = self._live_client()
         if self.protocol == "grpc":
-            inputs, outputs = _request(grpcclient, images)
+            inputs, outputs = _request(grpcclient, images, self.output_names())
 
             def done(result: Any, error: Any) -> None:
                 try:
@@ -279,7 +295,7 @@ class SceneClient:
                 if not future.done():
                     future.set_exception(exc)
             return timed(future)
-        inputs, outputs = _request(httpclient, images)
+        inputs, outputs = _request(httpclient, images, self.output_names())
         if self._workers is None:
             self._workers = _HttpWorkers(self.url, self.max_in_flight, self.timeout_s)
         return timed(self._workers.submit(
@@ -294,8 +310,8 @@ class SceneClient:
                 exc = TimeoutError()
             raise self._translate(exc) from None
 
-    def _parse(self, raw: Any, n: int) -> list[ImageResult]:
-        results = parse_outputs({name: raw.as_numpy(name) for name in OUTPUT_NAMES})
+    def _parse(self, raw: Any, n: int, names: Sequence[str] = OUTPUT_NAMES) -> list[ImageResult]:
+        results = parse_outputs({name: raw.as_numpy(name) for name in names})
         if len(results) != n:
             raise InferenceError(f"server response: expected {n} results (one per image), got {len(results)}")
         return results
@@ -323,7 +339,8 @@ class SceneClient:
         return InferenceError(f"request to {where} failed: {type(exc).__name__}: {exc}")
 
 
-def _request(module: Any, images: Sequence[bytes]) -> tuple[list[Any], list[Any]]:
+def _request(module: Any, images: Sequence[bytes],
+             output_names: Sequence[str] = OUTPUT_NAMES) -> tuple[list[Any], list[Any]]:
     """The IMAGE input ([N, 1] BYTES) and the requested outputs for one batch."""
     if isinstance(images, (bytes, bytearray)) or len(images) == 0:
         raise InputError(f"images: expected a non-empty list of encoded images (bytes), got {type(images).__name__}")
@@ -334,7 +351,7 @@ def _request(module: Any, images: Sequence[bytes]) -> tuple[list[Any], list[Any]
         batch[i, 0] = bytes(data)
     tensor = module.InferInput(INPUT_NAME, list(batch.shape), "BYTES")
     tensor.set_data_from_numpy(batch)
-    outputs = [module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
+    outputs = [module.InferRequestedOutput(name) for name in output_names]
     return [tensor], outputs
 
 

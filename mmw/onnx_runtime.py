@@ -48,7 +48,8 @@ class InProcessPipeline:
     def run_preprocessed(self, pre: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         box_encodings, class_scores = self.detector.run(None, {"images": pre["DETECTOR_INPUT"]})
         (logits,) = self.labeller.run(None, {"images": pre["LABELLER_INPUT"]})
-        out = postprocess(box_encodings, class_scores, pre["IMAGE_SIZE"], logits, self.params)
+        out = postprocess(box_encodings, class_scores, pre["IMAGE_SIZE"], logits, self.params, pre["IMAGE_OK"])
         out.update(caption(out["CLASS_IDS"], out["NUM_DETECTIONS"], out["LABEL_IDS"], out["LABEL_SCORES"],
-                           self.min_label_score))
+                           self.min_label_score, pre["IMAGE_OK"]))
+        out["ERROR"] = pre["ERROR"]
         return out

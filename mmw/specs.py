@@ -209,6 +209,9 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         TensorSpec("LABEL_IDS", "int32", (k,)),
     )
     caption = (TensorSpec("CAPTION", "bytes", (1,)), TensorSpec("CAPTION_SOURCE", "bytes", (1,)))
+    # Per-image validity: a bad image fails alone (b"" in ERROR when it is fine, else the reason).
+    image_ok = TensorSpec("IMAGE_OK", "bool", (1,))
+    error = TensorSpec("ERROR", "bytes", (1,))
     plan = serving_plan(s, cores)
     python_step = dict(backend="python", max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
     preprocess = TritonModelSpec(
@@ -217,9 +220,12 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
             TensorSpec("DETECTOR_INPUT", "uint8", DETECTOR.inputs[0].dims),
             TensorSpec("LABELLER_INPUT", "uint8", LABELLER.inputs[0].dims),
             image_size,
+            image_ok,
+            error,
         ),
         instances=plan["preprocess"].instances,
-        description="decode JPEG/PNG bytes; resize for the detector and the labeller",
+        description="decode each JPEG/PNG on its own (a bad one: black frame, IMAGE_OK false, reason in ERROR); "
+                    "resize for the detector and the labeller",
         **python_step,  # type: ignore[arg-type]
     )
     frame = TensorSpec("FRAME", "uint8", (-1, -1, 3))
@@ -230,7 +236,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     )
     postprocess = TritonModelSpec(
         name="postprocess",
-        inputs=(*DETECTOR.outputs, image_size, *LABELLER.outputs),
+        inputs=(*DETECTOR.outputs, image_size, *LABELLER.outputs, image_ok),
         outputs=(*detections, *labels),
         instances=plan["postprocess"].instances,
         parameters=(
@@ -242,7 +248,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     captioner = TritonModelSpec(
         name="caption",
         inputs=(TensorSpec("CLASS_IDS", "int32", (-1,)), TensorSpec("NUM_DETECTIONS", "int32", (1,)),
-                TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,))),
+                TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,)), image_ok),
         outputs=caption, instances=plan["caption"].instances,
         parameters=(("caption_source", cap.source), ("min_label_score", repr(cap.min_label_score))),
         description="caption composed from the detections and scene labels (caption_source = template)",
@@ -254,7 +260,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
 
     ensemble = TritonModelSpec(
         name=ENSEMBLE_NAME, backend="ensemble", inputs=(image,),
-        outputs=(*detections, *labels, *caption), max_batch_size=s.max_batch_size, dynamic_batching=False,
+        outputs=(*detections, *labels, *caption, error), max_batch_size=s.max_batch_size, dynamic_batching=False,
         steps=(
             EnsembleStep("preprocess", names((image,)), names(preprocess.outputs)),
             EnsembleStep("detector", (("images", "DETECTOR_INPUT"),),
@@ -263,7 +269,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
             EnsembleStep("postprocess", names(postprocess.inputs), names(postprocess.outputs)),
             EnsembleStep("caption", names(captioner.inputs), names(caption)),
         ),
-        description="encoded images -> detections, scene labels and a caption per image",
+        description="encoded images -> detections, scene labels and a caption per image (ERROR: why one failed)",
     )
     raw_ensemble = TritonModelSpec(
         name=RAW_ENSEMBLE_NAME, backend="ensemble", inputs=(frame,), outputs=ensemble.outputs,

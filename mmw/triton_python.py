@@ -23,6 +23,9 @@ class BatchedStep:
 
     model_name: str
     parameters: dict[str, str]
+    #: Merge the requests of a dynamic batch into one ``compute`` call; False when outputs depend on the
+    #: position in the request (preprocess numbers each bad image by its index in its own request).
+    merge_requests: bool = True
     input_names: list[str]
     output_names: list[str]
 
@@ -60,8 +63,8 @@ class BatchedStep:
 
     def execute(self, requests: Sequence[object]) -> list[object]:
         per_request = [self._inputs(r) for r in requests]
-        if len(per_request) == 1:
-            return [self._one(per_request[0])]
+        if len(per_request) == 1 or not self.merge_requests:
+            return [self._one(inputs) for inputs in per_request]
         shapes_match = all(
             len({a[name].shape[1:] for a in per_request}) == 1 for name in self.input_names
         )

@@ -75,6 +75,28 @@ def test_parse_outputs_without_any_detection() -> None:
     assert [r.detections for r in results] == [(), ()]
 
 
+def test_parse_outputs_reads_the_per_image_error() -> None:
+    out = _outputs([1, 2, 0])
+    out["ERROR"] = np.array([[b""], [b"IMAGE[1]: image: expected JPEG or PNG bytes"], [b""]], dtype=object)
+    results = parse_outputs(out)
+    assert [r.error for r in results] == ["", "IMAGE[1]: image: expected JPEG or PNG bytes", ""]
+    assert results[1] == ImageResult(error="IMAGE[1]: image: expected JPEG or PNG bytes")
+    assert len(results[0].detections) == 1 and results[0].caption == "caption 0"
+    assert [r.error for r in parse_outputs(_outputs([1, 2]))] == ["", ""]  # an older server: no ERROR output
+    out["ERROR"] = np.array([[b""]], dtype=object)
+    with pytest.raises(InferenceError, match=r"ERROR expected shape \[3, 1\]"):
+        parse_outputs(out)
+
+
+def test_image_error_round_trips_and_is_left_out_when_empty(tmp_path: Path) -> None:
+    assert "error" not in ImageResult(caption="a cat").to_dict()
+    entry = ImageEntry("bad.jpg", 60, 40, ImageResult(error="IMAGE[0]: image: 5 bytes could not be decoded"), None)
+    results = ImageSetResults(images=[entry], models={})
+    path = results.write(tmp_path / "results.json")
+    assert json.loads(path.read_text())["images"][0]["error"] == "IMAGE[0]: image: 5 bytes could not be decoded"
+    assert ImageSetResults.read(path) == results
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

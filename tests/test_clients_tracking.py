@@ -216,3 +216,27 @@ def test_synthetic_video_keeps_ids_behind_the_wall(squares_run: tuple[Path, Vide
     assert by_class["person"].first_seen_s == 0.0 and by_class["person"].last_seen_s == red[-1][0]
     rows = list(csv.DictReader((out / "tracks.csv").open(encoding="utf-8")))
     assert {(r["class_name"], float(r["first_seen_s"])) for r in rows} == {("person", 0.0), ("dog", 0.0)}
+
+
+class OneBadFrameClient(ColourClient):
+    """ColourClient whose server could not analyse the third image it was sent."""
+
+    def infer_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
+        seen = 0
+        for results in super().infer_many(batches):
+            out = []
+            for r in results:
+                out.append(ImageResult(error=f"IMAGE[{seen}]: image: could not be decoded") if seen == 2 else r)
+                seen += 1
+            yield out
+
+
+def test_a_frame_the_server_could_not_analyse_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    video = moving_squares_video(tmp_path / "squares.mp4", seconds=3.0)
+    run = analyse_video(video, tmp_path / "out", OneBadFrameClient(), fps=2.0, batch_size=4)
+    assert run.error is None and run.results.complete
+    assert len(run.results.frames) == 6
+    bad = run.results.frames[2].image
+    assert bad.error == "IMAGE[2]: image: could not be decoded" and bad.detections == ()
+    assert all(not f.image.error and f.image.detections for i, f in enumerate(run.results.frames) if i != 2)
+    assert VideoResults.read(tmp_path / "out" / "results.json").frames[2].image.error == bad.error

@@ -20,7 +20,15 @@ from mmw.processing.detection import (
 from mmw.processing.images import decode_image, detector_input, labeller_input
 from mmw.processing.labels import COCO_NAMES, coco_name, imagenet_labels, imagenet_short_name
 from mmw.processing.nms import batched_nms, box_iou, nms
-from mmw.processing.pipeline import caption, pad_detections, preprocess_frames
+from mmw.processing.pipeline import (
+    PostprocessParams,
+    caption,
+    pad_detections,
+    postprocess,
+    preprocess_frames,
+    preprocess_images,
+)
+from tests.conftest import png_header
 
 
 @pytest.mark.parametrize(
@@ -177,6 +185,13 @@ def test_decode_image_rejects_bad_bytes(data: bytes, message: str) -> None:
         decode_image(data)
 
 
+def test_decode_image_names_the_pixel_limit_even_for_a_bomb() -> None:
+    with pytest.raises(InputError, match=r"at most 1000 pixels allowed, got 40x40"):
+        decode_image(png_header(40, 40), max_pixels=1000)
+    with pytest.raises(InputError, match=r"at most \d+ pixels allowed, got a larger image \(Image size"):
+        decode_image(png_header(40000, 40000))
+
+
 def test_decode_image_rejects_huge_frames() -> None:
     data = _encode(np.zeros((64, 64, 3), np.uint8), ".png")
     with pytest.raises(InputError, match="at most 1024 pixels"):
@@ -221,3 +236,31 @@ def test_preprocess_frames_matches_the_encoded_path() -> None:
     out = preprocess_frames(rgb)
     assert out["DETECTOR_INPUT"].shape == (2, 300, 300, 3) and out["IMAGE_SIZE"].tolist() == [[120, 160]] * 2
     np.testing.assert_array_equal(out["LABELLER_INPUT"][1], labeller_input(rgb[1]))
+    assert out["IMAGE_OK"].tolist() == [[True], [True]] and out["ERROR"].tolist() == [[b""], [b""]]
+
+
+def test_a_bad_image_fails_alone_through_the_numpy_steps() -> None:
+    ok, buf = cv2.imencode(".png", np.full((40, 60, 3), 200, np.uint8))
+    assert ok
+    pre = preprocess_images([buf.tobytes(), b"notanimage", b""])
+    assert pre["IMAGE_OK"].tolist() == [[True], [False], [False]]
+    assert pre["ERROR"].tolist() == [
+        [b""], [b"IMAGE[1]: image: expected JPEG or PNG bytes, got 10 bytes that do not decode as an image"],
+        [b"IMAGE[2]: image: expected encoded image bytes (JPEG or PNG), got an empty buffer"]]
+    assert pre["DETECTOR_INPUT"].shape == (3, 300, 300, 3) and not pre["DETECTOR_INPUT"][1:].any()
+    n, k = 3, 2
+    box_encodings = np.zeros((n, NUM_ANCHORS, 4), np.float32)
+    class_scores = np.zeros((n, NUM_ANCHORS, NUM_DETECTOR_CLASSES), np.float32)
+    class_scores[:, 0, 1] = 0.9  # one confident "person" in every image
+    logits = np.tile(np.arange(1000, dtype=np.float32), (n, 1))
+    out = postprocess(box_encodings, class_scores, pre["IMAGE_SIZE"], logits, PostprocessParams(top_k=k),
+                      pre["IMAGE_OK"])
+    assert out["NUM_DETECTIONS"].tolist() == [[1], [0], [0]]
+    assert out["LABEL_IDS"].tolist() == [[999, 998], [-1, -1], [-1, -1]]
+    assert out["LABELS"][1:].tolist() == [[b"", b""]] * 2 and not out["LABEL_SCORES"][1:].any()
+    cap = caption(out["CLASS_IDS"], out["NUM_DETECTIONS"], out["LABEL_IDS"], out["LABEL_SCORES"], 0.2,
+                  pre["IMAGE_OK"])
+    assert cap["CAPTION"][0, 0].startswith(b"a person") and cap["CAPTION"][1:].tolist() == [[b""], [b""]]
+    assert cap["CAPTION_SOURCE"].tolist() == [[b"template"], [b""], [b""]]
+    with pytest.raises(InputError, match="got an empty batch"):
+        preprocess_images([])

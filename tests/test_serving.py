@@ -53,7 +53,7 @@ def _raw_infer(config: Config, protocol: str, images: list[bytes]) -> dict[str, 
     inp.set_data_from_numpy(data)
     result = client.infer(ENSEMBLE_NAME, [inp])
     names = ("BOXES", "SCORES", "CLASS_IDS", "CLASS_NAMES", "NUM_DETECTIONS", "LABELS", "LABEL_SCORES",
-             "LABEL_IDS", "CAPTION", "CAPTION_SOURCE")
+             "LABEL_IDS", "CAPTION", "CAPTION_SOURCE", "ERROR")
     return {name: result.as_numpy(name) for name in names}
 
 
@@ -61,15 +61,18 @@ def _raw_infer(config: Config, protocol: str, images: list[bytes]) -> dict[str, 
 def test_served_results_equal_in_process_onnxruntime(triton: Config, in_process: InProcessPipeline,
                                                      protocol: str) -> None:
     images = _images()
+    images.insert(1, b"not a jpeg")  # a bad image fails alone, the same way in both paths
     served = _raw_infer(triton, protocol, images)
     local = in_process(images)
+    assert served["ERROR"][:, 0].tolist() == [b"", b"IMAGE[1]: image: expected JPEG or PNG bytes, got 10 bytes "
+                                              b"that do not decode as an image", b"", b""]
     assert served["NUM_DETECTIONS"].tolist() == local["NUM_DETECTIONS"].tolist()
     for i, n in enumerate(served["NUM_DETECTIONS"][:, 0]):
         np.testing.assert_allclose(served["BOXES"][i, :n], local["BOXES"][i, :n], atol=1e-3)
         np.testing.assert_allclose(served["SCORES"][i, :n], local["SCORES"][i, :n], atol=1e-5)
         assert served["CLASS_IDS"][i, :n].tolist() == local["CLASS_IDS"][i, :n].tolist()
         assert served["CLASS_NAMES"][i, :n].tolist() == local["CLASS_NAMES"][i, :n].tolist()
-    for name in ("LABELS", "LABEL_IDS", "CAPTION", "CAPTION_SOURCE"):
+    for name in ("LABELS", "LABEL_IDS", "CAPTION", "CAPTION_SOURCE", "ERROR"):
         assert served[name].tolist() == local[name].tolist(), name
     np.testing.assert_allclose(served["LABEL_SCORES"], local["LABEL_SCORES"], atol=1e-5)
 
@@ -87,6 +90,7 @@ def test_raw_frame_ensemble_equals_in_process(triton: Config, in_process: InProc
     np.testing.assert_allclose(served.as_numpy("BOXES")[0, :n], local["BOXES"][0, :n], atol=1e-3)
     assert served.as_numpy("CAPTION").tolist() == local["CAPTION"].tolist()
     assert served.as_numpy("CLASS_NAMES")[0, 0] == b"person"
+    assert served.as_numpy("ERROR").tolist() == local["ERROR"].tolist() == [[b""], [b""]]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -113,7 +117,8 @@ def test_many_requests_in_flight_keep_their_order(triton: Config) -> None:
     assert [r.detections[0].class_name for r in results] == ["person", "cat", "cup"] * 4
 
 
-def test_bad_image_fails_only_its_own_request(triton: Config) -> None:
+def test_bad_image_fails_only_itself(triton: Config) -> None:
+    """Concurrent requests: a request whose one image is bad gets that image's error, the others are untouched."""
     good = _images()[1]
     truncated = good[: len(good) // 3]
     url = f"127.0.0.1:{triton.server.grpc_port}"
@@ -130,8 +135,9 @@ def test_bad_image_fails_only_its_own_request(triton: Config) -> None:
     for i in (0, 2, 4, 5):
         assert outcomes[i][0].detections[0].class_name == "cat"  # type: ignore[index]
     for i in (1, 3):
-        assert isinstance(outcomes[i], InferenceError)
-        assert "preprocess: IMAGE[0]: image" in str(outcomes[i])
+        (result,) = outcomes[i]  # type: ignore[misc]
+        assert result.error.startswith("IMAGE[0]: image")
+        assert (result.detections, result.labels, result.caption) == ((), (), "")
     assert server_status(triton).running
 
 

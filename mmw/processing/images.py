@@ -27,7 +27,9 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # Pillow refuses to even open it: far over any sane size
+        raise InputError(f"image: at most {max_pixels} pixels allowed, got a larger image ({exc})") from None
+    except (OSError, ValueError):
         raise InputError(
             f"image: expected JPEG or PNG bytes, got {len(data)} bytes that do not decode as an image"
         ) from None

@@ -14,9 +14,13 @@ import numpy as np
 from mmw.errors import InputError
 from mmw.processing.captions import TEMPLATE_SOURCE, template_caption
 from mmw.processing.classification import top_k
-from mmw.processing.detection import Detections, postprocess_detections
+from mmw.processing.detection import DETECTOR_INPUT_SIZE, Detections, postprocess_detections
 from mmw.processing.images import MAX_IMAGE_PIXELS, decode_image, detector_input, labeller_input
 from mmw.processing.labels import coco_name, imagenet_short_name, names_array
+
+#: What an image that does not decode is replaced by (its results are blanked downstream).
+BAD_IMAGE_FRAME = np.zeros((DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3), np.uint8)
+NO_DETECTIONS = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
 
 
 @dataclass(frozen=True)
@@ -34,23 +38,38 @@ class PostprocessParams:
                    int(params["max_detections"]), int(params["top_k"]))
 
 
-def _network_inputs(frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+def _network_inputs(frames: Sequence[np.ndarray], errors: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    errors = [""] * len(frames) if errors is None else errors
     return {"DETECTOR_INPUT": np.stack([detector_input(f) for f in frames]),
             "LABELLER_INPUT": np.stack([labeller_input(f) for f in frames]),
-            "IMAGE_SIZE": np.asarray([f.shape[:2] for f in frames], dtype=np.int32)}
+            "IMAGE_SIZE": np.asarray([f.shape[:2] for f in frames], dtype=np.int32),
+            "IMAGE_OK": np.array([[not e] for e in errors], dtype=bool).reshape(len(frames), 1),
+            "ERROR": np.array([e.encode() for e in errors], dtype=object).reshape(len(frames), 1)}
+
+
+def _is_ok(image_ok: np.ndarray | None, n: int) -> np.ndarray:
+    """IMAGE_OK [N, 1] (or None: every image is fine) -> bool [N]."""
+    return np.ones(n, dtype=bool) if image_ok is None else np.asarray(image_ok, dtype=bool).reshape(n)
 
 
 def preprocess_images(encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
-    """Encoded images -> DETECTOR_INPUT [N,300,300,3], LABELLER_INPUT [N,224,224,3], IMAGE_SIZE [N,2]."""
+    """Encoded images -> DETECTOR_INPUT [N,300,300,3], LABELLER_INPUT [N,224,224,3], IMAGE_SIZE [N,2],
+    IMAGE_OK [N,1] and ERROR [N,1].
+
+    Each image is decoded on its own: one that does not decode becomes a black frame with
+    IMAGE_OK false and its reason in ERROR (``b""`` for a good image), so it fails alone.
+    """
     if len(encoded) == 0:
         raise InputError("IMAGE: expected a batch of at least one encoded image, got an empty batch")
-    frames = []
+    frames, errors = [], []
     for i, data in enumerate(encoded):
         try:
             frames.append(decode_image(bytes(data)))
+            errors.append("")
         except InputError as exc:
-            raise InputError(f"IMAGE[{i}]: {exc}") from None
-    return _network_inputs(frames)
+            frames.append(BAD_IMAGE_FRAME)
+            errors.append(f"IMAGE[{i}]: {exc}")
+    return _network_inputs(frames, errors)
 
 
 def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, np.ndarray]:
@@ -82,30 +101,44 @@ def pad_detections(per_image: Sequence[Detections]) -> dict[str, np.ndarray]:
 
 
 def postprocess(box_encodings: np.ndarray, class_scores: np.ndarray, image_size: np.ndarray,
-                logits: np.ndarray, params: PostprocessParams) -> dict[str, np.ndarray]:
-    """Raw heads of both networks -> detections (padded) and top-k scene labels."""
+                logits: np.ndarray, params: PostprocessParams,
+                image_ok: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Raw heads of both networks -> detections (padded) and top-k scene labels.
+
+    An image whose IMAGE_OK is false gets no detections and blank labels (id -1, score 0, name b"").
+    """
+    ok = _is_ok(image_ok, box_encodings.shape[0])
     detections = [
         postprocess_detections(box_encodings[i], class_scores[i], (int(image_size[i, 0]), int(image_size[i, 1])),
                                params.score_threshold, params.iou_threshold, params.max_detections)
+        if ok[i] else NO_DETECTIONS
         for i in range(box_encodings.shape[0])
     ]
     out = pad_detections(detections)
     label_ids, label_scores = top_k(logits, params.top_k)
+    label_ids = np.where(ok[:, None], label_ids, -1).astype(np.int32)
     out["LABEL_IDS"] = label_ids
-    out["LABEL_SCORES"] = label_scores.astype(np.float32)
-    out["LABELS"] = np.array([[imagenet_short_name(j).encode() for j in row] for row in label_ids], dtype=object)
+    out["LABEL_SCORES"] = np.where(ok[:, None], label_scores, 0.0).astype(np.float32)
+    out["LABELS"] = np.array([[imagenet_short_name(j).encode() if j >= 0 else b"" for j in row] for row in label_ids],
+                             dtype=object).reshape(label_ids.shape)
     return out
 
 
 def caption(class_ids: np.ndarray, num_detections: np.ndarray, label_ids: np.ndarray, label_scores: np.ndarray,
-            min_label_score: float) -> dict[str, np.ndarray]:
-    """Template captions: CAPTION [N,1] and CAPTION_SOURCE [N,1]."""
-    captions = []
+            min_label_score: float, image_ok: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Template captions: CAPTION [N,1] and CAPTION_SOURCE [N,1]; both b"" for an image whose IMAGE_OK is false."""
+    ok = _is_ok(image_ok, class_ids.shape[0])
+    captions, sources = [], []
     for i in range(class_ids.shape[0]):
+        if not ok[i]:
+            captions.append([b""])
+            sources.append([b""])
+            continue
+        sources.append([TEMPLATE_SOURCE.encode()])
         count = int(num_detections[i].reshape(-1)[0])
         objects = [coco_name(c) for c in class_ids[i, :count]]
         scene = [(imagenet_short_name(j), float(s)) for j, s in zip(label_ids[i], label_scores[i], strict=False)]
         captions.append([template_caption(objects, scene, min_label_score).encode()])
     n = len(captions)
     return {"CAPTION": np.array(captions, dtype=object).reshape(n, 1),
-            "CAPTION_SOURCE": np.full((n, 1), TEMPLATE_SOURCE.encode(), dtype=object)}
+            "CAPTION_SOURCE": np.array(sources, dtype=object).reshape(n, 1)}

@@ -15,4 +15,4 @@ class TritonPythonModel(BatchedStep):
 
     def compute(self, inputs):
         return caption(inputs["CLASS_IDS"], inputs["NUM_DETECTIONS"], inputs["LABEL_IDS"], inputs["LABEL_SCORES"],
-                       self.min_label_score)
+                       self.min_label_score, inputs["IMAGE_OK"])

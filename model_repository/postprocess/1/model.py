@@ -15,4 +15,4 @@ class TritonPythonModel(BatchedStep):
 
     def compute(self, inputs):
         return postprocess(inputs["box_encodings"], inputs["class_scores"], inputs["IMAGE_SIZE"], inputs["logits"],
-                           self.params)
+                           self.params, inputs["IMAGE_OK"])
