@@ -13,7 +13,7 @@ RESULTS := results/sample
 APP_PID := .triton/app.pid
 APP_LOG := .triton/app.log
 
-.PHONY: install system-deps docker-deps engines repository sample run stop status logs perf bench test lint clean \
+.PHONY: install system-deps docker-deps engines repository sample run stop status logs perf bench soak test lint clean \
 	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
@@ -74,6 +74,9 @@ perf: install
 
 bench: engines
 	$(PY) -m benchmarks.pipeline_benchmark --out results/benchmark.json
+
+soak: engines
+	$(PY) -m benchmarks.soak --clients 8 --requests 10000 --out results/soak.json
 
 lint: install
 	$(PY) -m ruff check .

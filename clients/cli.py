@@ -1,7 +1,8 @@
 """``python -m clients``: run videos or images through the ``scene_understanding`` ensemble.
 
 ``video PATH``      sample frames, send them in batches, write results.json, annotated.mp4 and the exports
-                    (tracks, scenes, COCO detections, SRT/WebVTT captions, tracks CSV)
+                    (tracks, scenes, COCO detections, SRT/WebVTT captions, tracks CSV); results.json is
+                    checkpointed as it goes, and ``--resume`` continues a run that was stopped or killed
 ``search RESULTS``  when do objects appear (``--object dog``, ``--objects person,horse``), captions (``--caption``)
 ``live URL``        analyse an RTSP/HTTP stream, a webcam or a file in real time (``--seconds N``; Ctrl-C stops)
 ``image PATH...``   results.json and an annotated PNG per image
@@ -26,14 +27,22 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from clients.images import read_image
-from clients.pipeline import Interrupted, ProgressFn, analyse_images, analyse_video, clamp_batch_size, one_line
+from clients.pipeline import (
+    Interrupted,
+    ProgressFn,
+    analyse_images,
+    analyse_video,
+    clamp_batch_size,
+    load_resume,
+    one_line,
+)
 from clients.results import VideoResults, read_results
 from clients.summary import summarize, summary_lines
 from clients.triton_client import SceneClient
 from clients.video import encode_jpeg, expected_sample_count, probe
 from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
-from mmw.errors import InputError, MMWError
+from mmw.errors import InputError, MMWError, ServerUnavailable
 
 PROG = "clients"
 
@@ -64,11 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=positive_int, metavar="N", help="images per request")
         p.add_argument("--max-in-flight", type=positive_int, metavar="N", help="requests in flight at once")
         p.add_argument("--timeout", type=positive_float, metavar="S", help="seconds to wait for one request")
+        p.add_argument("--retry", type=float, metavar="S",
+                       help="seconds to keep retrying while the server is unreachable (default: client.retry_s)")
         p.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
 
     video = sub.add_parser("video", help="analyse a video: results.json, annotated.mp4, tracks, scenes, exports")
     video.add_argument("path", metavar="PATH", help="video file (MP4, MKV, MOV, AVI, WebM, ...)")
     video.add_argument("--fps", type=positive_float, help="frames sampled per second (default: client.fps)")
+    video.add_argument("--resume", action="store_true",
+                       help="continue the run whose partial results.json is in --out (same video and --fps)")
+    video.add_argument("--checkpoint", type=float, default=2.0, metavar="S",
+                       help="rewrite the partial results.json every S seconds while analysing (default 2; 0: "
+                            "after every batch)")
     server_options(video)
 
     search = sub.add_parser("search", help="find when objects appear or what captions say in a video's results.json")
@@ -153,11 +169,15 @@ def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
     """A SceneClient from the command line, falling back to the config."""
     protocol = args.protocol or cfg.client.protocol
     port = cfg.server.grpc_port if protocol == "grpc" else cfg.server.http_port
+    retry_s = cfg.client.retry_s if args.retry is None else args.retry
+    if not retry_s >= 0:
+        raise InputError(f"--retry: expected >= 0 seconds, got {retry_s:g}")
     return SceneClient(
         args.url or f"{cfg.server.host}:{port}",
         protocol=protocol,
         timeout_s=args.timeout or cfg.client.timeout_s,
         max_in_flight=args.max_in_flight or cfg.client.max_in_flight,
+        retry_s=retry_s,
     )
 
 
@@ -185,13 +205,18 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
     path = Path(args.path)
     fps = args.fps or cfg.client.fps
     info = probe(path)  # the input is checked before the server is contacted
+    out_dir = _out_dir(args, cfg)
+    resume = load_resume(out_dir, str(path), fps) if args.resume else None
+    if args.checkpoint < 0:
+        raise InputError(f"--checkpoint: expected >= 0 seconds, got {args.checkpoint:g}")
     with make_client(args, cfg) as client:
         client.check_ready()
         batch_size = _batch_size(args, cfg, client)
         total = expected_sample_count(info, fps)
         with tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
-            run = analyse_video(path, _out_dir(args, cfg), client, fps=fps, batch_size=batch_size,
-                                jpeg_quality=cfg.client.jpeg_quality, progress=_tqdm_progress(bar), info=info)
+            run = analyse_video(path, out_dir, client, fps=fps, batch_size=batch_size,
+                                jpeg_quality=cfg.client.jpeg_quality, progress=_tqdm_progress(bar), info=info,
+                                resume=resume, checkpoint_s=args.checkpoint)
     partial = " (partial: stopped by an error)" if run.error else ""
     print(f"results{partial}: {run.results_path}")
     if run.annotated_path is not None:
@@ -203,6 +228,10 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
         print(line)
     for line in video_lines(run.results, run.exports):
         print(line)
+    if isinstance(run.error, ServerUnavailable):
+        raise ServerUnavailable(
+            f"{one_line(run.error)} Stopped after {len(run.results.frames)} frames; the results so far are in "
+            f"{run.results_path}. Start the server (`launcher run`), then rerun with --resume to continue.")
     if run.error:
         _reraise(run.error)
     return 0

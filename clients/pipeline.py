@@ -7,12 +7,20 @@ and the exports (``clients.exports``); ``VideoRecorder`` is that second half, sh
 annotated PNG each). Neither prints: progress goes to an optional
 ``progress(done, total)`` callback, and a run that stops part-way (a server error, a truncated
 video, Ctrl-C) still writes what it got and returns it with ``error`` set.
+
+While a video is analysed, ``results.json`` is checkpointed every ``checkpoint_s`` seconds (atomically,
+``complete: false``), so even a killed client leaves a valid partial file. ``load_resume`` reads that
+file back and ``analyse_video(resume=...)`` continues it: the video is decoded again from the start,
+the frames already in the file are replayed from it (not sent to the server) so that tracks, scenes,
+exports and ``annotated.mp4`` are rebuilt over every frame exactly as an uninterrupted run would, and
+only the frames after them are analysed.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +33,7 @@ from clients.annotate import AnnotatedVideoWriter, annotate
 from clients.exports import write_exports
 from clients.images import read_image, write_png
 from clients.overlay import annotate_tracked
-from clients.results import FrameResult, ImageEntry, ImageResult, ImageSetResults, VideoResults
+from clients.results import FrameResult, ImageEntry, ImageResult, ImageSetResults, VideoResults, read_results
 from clients.scenes import CutDetector, SceneSettings, frame_signature, segment_scenes
 from clients.tracking import ObjectTracker, TrackerSettings, build_tracks
 from clients.video import SampledFrame, VideoInfo, encode_jpeg, expected_sample_count, probe, sample_frames
@@ -276,6 +284,56 @@ def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
         stop.set()
 
 
+def _untracked(result: ImageResult) -> ImageResult:
+    """``result`` without track ids (the tracker assigns them again when a run is resumed)."""
+    if all(d.track_id is None for d in result.detections):
+        return result
+    return replace(result, detections=tuple(replace(d, track_id=None) for d in result.detections))
+
+
+def load_resume(out_dir: str | Path, source: str, fps: float) -> VideoResults:
+    """The partial ``out_dir/results.json`` of an earlier run of ``source`` at ``fps``, to continue it.
+
+    Raises InputError when there is no such file or it was made from another video or sampling rate.
+    """
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise InputError(f"--resume: expected the results of an earlier run in {path}, got no such file")
+    results = read_results(path)
+    if not isinstance(results, VideoResults):
+        raise InputError(f"--resume: {path} holds the results of images (kind 'images'), expected a video's")
+    if not _same_source(results.source, source):
+        raise InputError(f"--resume: {path} is for source {results.source!r}, expected {source!r} "
+                         "(use another --out folder, or the same video)")
+    if abs(results.fps_sampled - fps) > 1e-9:
+        raise InputError(f"--resume: {path} was sampled at {results.fps_sampled:g} fps, expected {fps:g} fps "
+                         f"(rerun with --fps {results.fps_sampled:g}, or use another --out folder)")
+    return results
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _replay(frames: Iterator[SampledFrame], done: Sequence[FrameResult], recorder: VideoRecorder,
+            min_score: float | None, progress: ProgressFn | None, total: int) -> None:
+    """Feed the frames of a resumed run that are already analysed to ``recorder`` with their stored results."""
+    for k, known in enumerate(done):
+        frame = next(frames, None)
+        if frame is None or frame.index != known.index or abs(frame.timestamp_s - known.timestamp_s) > 2e-3:
+            got = "the end of the video" if frame is None else f"frame {frame.index} at {frame.timestamp_s:.3f} s"
+            raise InputError(f"--resume: results frame {k} is frame {known.index} at {known.timestamp_s:.3f} s, "
+                             f"but sampling the video gave {got} (is it the same video?)")
+        recorder.add(frame.index, frame.timestamp_s, frame.rgb, filter_detections(_untracked(known.image), min_score))
+        if progress is not None:
+            progress(recorder.added, max(total, recorder.added))
+
+
 def analyse_video(
     path: str | Path,
     out_dir: str | Path,
@@ -290,8 +348,14 @@ def analyse_video(
     source: str | None = None,
     tracker: TrackerSettings | None = None,
     scenes: SceneSettings | None = None,
+    resume: VideoResults | None = None,
+    checkpoint_s: float = 2.0,
 ) -> VideoRun:
     """Analyse a video: ``out_dir/results.json``, ``out_dir/annotated.mp4`` and the exports.
+
+    ``resume`` (from ``load_resume``) continues an earlier run: its frames are reused, not sent again.
+    ``results.json`` is rewritten (``complete: false``) at most every ``checkpoint_s`` seconds while
+    the run goes on (0: after every batch).
 
     ``min_score`` drops detections below it on the client (the server already dropped those below
     ``models.detector.score_threshold``); ``source`` is the name written to ``results.json``
@@ -310,17 +374,31 @@ def analyse_video(
     models = _models(client, min_score)
     error: MMWError | None = None
     waiting: deque[SampledFrame] = deque()
-    encoded = prefetched((encode_jpeg(f.rgb, jpeg_quality), f) for f in sample_frames(path, fps))
     recorder = VideoRecorder(out_dir, fps, (info.width, info.height), tracker=tracker, scenes=scenes)
     total = expected_sample_count(info, fps)
+    fields: dict[str, Any] = dict(source=source or str(path), fps_sampled=fps, width=info.width,
+                                  height=info.height, duration_s=info.duration_s, models=models)
+    frames = sample_frames(path, fps)
+    if resume is not None:
+        try:
+            _replay(frames, resume.frames, recorder, min_score, progress, total)
+        except BaseException:
+            recorder.finish()
+            raise
+    written_at = time.monotonic()
+    written = len(recorder.frames)
     try:
         try:
+            encoded = prefetched((encode_jpeg(f.rgb, jpeg_quality), f) for f in frames)
             for results in client.infer_many(batches(encoded, batch_size, waiting)):
                 for result in results:
                     frame = waiting.popleft()
                     recorder.add(frame.index, frame.timestamp_s, frame.rgb, filter_detections(result, min_score))
                     if progress is not None:
                         progress(recorder.added, max(total, recorder.added))
+                if len(recorder.frames) > written and time.monotonic() - written_at >= checkpoint_s:
+                    recorder.results(**fields, complete=False).write(out_dir / RESULTS_FILE)
+                    written_at, written = time.monotonic(), len(recorder.frames)
         finally:
             recorder.finish()
     except MMWError as exc:
@@ -331,16 +409,7 @@ def analyse_video(
         if isinstance(error, Interrupted):
             raise KeyboardInterrupt
         raise error or InputError(f"video {path}: no frame was sampled")
-    results = recorder.results(
-        source=source or str(path),
-        fps_sampled=fps,
-        width=info.width,
-        height=info.height,
-        duration_s=info.duration_s,
-        models=models,
-        complete=error is None,
-        error=one_line(error) if error else None,
-    )
+    results = recorder.results(**fields, complete=error is None, error=one_line(error) if error else None)
     results_path, exports = recorder.write(results)
     return VideoRun(results, results_path, recorder.annotated_path, recorder.codec, info, error, exports)
 

@@ -3,7 +3,10 @@
 ``infer`` sends one request; ``infer_many`` keeps up to ``max_in_flight`` requests in flight and
 yields their results in the order the batches came. gRPC uses the client's ``async_infer`` with
 callbacks; HTTP uses worker threads with one connection each (the gevent-based HTTP client must
-stay in the thread that made it). Connection failures and server errors become ``InferenceError``.
+stay in the thread that made it). Connection failures and server errors become ``InferenceError``;
+an unreachable or unavailable server is ``ServerUnavailable``, which ``infer_many`` retries with
+exponential backoff for up to ``retry_s`` seconds (resending the failed batches in order), so a
+restarted server loses no frame. Errors the server answers (bad input) are never retried.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from clients.results import ERROR_OUTPUT, OUTPUT_NAMES, ImageResult, parse_outputs
-from mmw.errors import ConfigError, InferenceError, InputError
+from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
 
 MODEL_NAME = "scene_understanding"
 INPUT_NAME = "IMAGE"
@@ -32,6 +35,10 @@ PROTOCOLS = ("grpc", "http")
 START_HINT = "Start it with `launcher run`"
 # Extra seconds a waiting caller allows beyond the request timeout before giving up on a future.
 _GRACE_S = 10.0
+# Backoff between retries of an unreachable server: first wait, growth factor, longest wait.
+_RETRY_FIRST_S = 0.25
+_RETRY_FACTOR = 2.0
+_RETRY_MAX_S = 4.0
 
 
 def normalize_url(url: str) -> str:
@@ -60,6 +67,7 @@ class SceneClient:
         timeout_s: float = 60.0,
         max_in_flight: int = 2,
         model_version: str = "",
+        retry_s: float = 0.0,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -67,13 +75,18 @@ class SceneClient:
             raise ConfigError(f"max_in_flight: expected >= 1, got {max_in_flight}")
         if not timeout_s > 0:
             raise ConfigError(f"timeout_s: expected > 0, got {timeout_s}")
+        if not retry_s >= 0:
+            raise ConfigError(f"retry_s: expected >= 0 seconds, got {retry_s}")
         self.url = normalize_url(url)
         self.protocol = protocol
         self.model_name = model_name
         self.model_version = model_version
         self.timeout_s = float(timeout_s)
         self.max_in_flight = int(max_in_flight)
+        self.retry_s = float(retry_s)
+        self.retries = 0  # requests resent because the server was unreachable (for tests and benchmarks)
         self._client: Any = self._connect()
+        self._old_clients: list[Any] = []  # replaced after a connection failure; closed by close()
         self._workers: _HttpWorkers | None = None
         self._max_batch_size: int | None = None
         self._output_names: tuple[str, ...] | None = None
@@ -99,6 +112,9 @@ class SceneClient:
         if self._client is not None:
             client, self._client = self._client, None
             client.close()
+        for old in self._old_clients:
+            old.close()
+        self._old_clients.clear()
 
     def __enter__(self) -> SceneClient:
         return self
@@ -233,9 +249,10 @@ class SceneClient:
         """Send each batch as one request, up to ``max_in_flight`` at a time; yield results in batch order.
 
         If ``batches`` raises (say a video stops decoding), the requests already sent are still
-        yielded before the error is raised again. A failed request raises InferenceError in its turn.
+        yielded before the error is raised again. A failed request raises InferenceError in its turn;
+        one that failed because the server is unreachable is resent (see ``_wait_retrying``).
         """
-        pending: deque[tuple[Future[Any], int]] = deque()
+        pending: deque[tuple[Future[Any], Sequence[bytes]]] = deque()
         source = iter(batches)
         source_error: BaseException | None = None
         exhausted = False
@@ -250,16 +267,49 @@ class SceneClient:
                     except Exception as exc:
                         source_error, exhausted = exc, True
                         break
-                    pending.append((self._submit(batch), len(batch)))
+                    pending.append((self._submit(batch), batch))
                 if not pending:
                     break
-                future, n = pending.popleft()
-                yield self._parse(self._wait(future), n, self.output_names())
+                future, batch = pending.popleft()
+                raw = self._wait_retrying(future, batch)
+                yield self._parse(raw, len(batch), self.output_names())
         finally:
             for future, _ in pending:  # the caller stopped early or a request failed
                 future.cancel()
         if source_error is not None:
             raise source_error
+
+    def _wait_retrying(self, future: Future[Any], batch: Sequence[bytes]) -> Any:
+        """The raw result of ``future``; while the server is unreachable, resend ``batch`` with backoff.
+
+        Gives up with ServerUnavailable after ``retry_s`` seconds of failures (at once when it is 0).
+        """
+        deadline: float | None = None
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                return self._wait(future)
+            except ServerUnavailable as exc:
+                if self.retry_s <= 0:
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.retry_s
+                if now >= deadline:
+                    raise ServerUnavailable(f"{exc} (gave up after retrying for {self.retry_s:g} s)") from None
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * _RETRY_FACTOR, _RETRY_MAX_S)
+                self._reconnect()
+                self.retries += 1
+                future = self._submit(batch)
+
+    def _reconnect(self) -> None:
+        """A fresh gRPC channel (a failed one waits out its own reconnect backoff); HTTP clients reconnect alone.
+
+        The old client stays open until ``close``: requests still in flight on it may yet answer.
+        """
+        if self.protocol == "grpc":
+            self._old_clients.append(self._live_client())
+            self._client = self._connect()
 
     def _submit(self, images: Sequence[bytes]) -> Future[Any]:
         """Start one request; the future holds the raw InferResult or the exception."""
@@ -326,8 +376,8 @@ class SceneClient:
         if isinstance(exc, InferenceServerException):
             status = str(exc.status() or "")
             message = exc.message() or str(exc)
-            if "UNAVAILABLE" in status:
-                return InferenceError(f"{where} is not reachable: {message}. {START_HINT}.")
+            if "UNAVAILABLE" in status or _stopping(message):
+                return ServerUnavailable(f"{where} is not reachable: {message}. {START_HINT}.")
             if "DEADLINE_EXCEEDED" in status:
                 return InferenceError(f"{where} did not answer within {self.timeout_s:g} s ({message})")
             return InferenceError(f"{where} answered an error for model '{self.model_name}': {message}")
@@ -335,8 +385,16 @@ class SceneClient:
             return InferenceError(f"{where} did not answer within {self.timeout_s:g} s")
         if isinstance(exc, OSError):
             reason = exc.strerror or str(exc) or type(exc).__name__
-            return InferenceError(f"{where} is not reachable: {reason}. {START_HINT}.")
+            return ServerUnavailable(f"{where} is not reachable: {reason}. {START_HINT}.")
         return InferenceError(f"request to {where} failed: {type(exc).__name__}: {exc}")
+
+
+def _stopping(message: str) -> bool:
+    """True for the answers of a server that is shutting down or restarting (its models unloading)."""
+    lowered = message.lower()
+    return any(m in lowered for m in ("server is stopping", "socket closed", "connection reset",
+                                      "failed to connect", "connection refused", "has no available versions",
+                                      "is not ready"))
 
 
 def _request(module: Any, images: Sequence[bytes],
@@ -385,7 +443,7 @@ class _HttpWorkers:
                         )
                     future.set_result(job(client))
                 except BaseException as exc:  # handed to the waiting caller
-                    future.set_exception(exc)
+                    future.set_exception(exc)  # a refused connection is retried by the next request
         finally:
             if client is not None:
                 client.close()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from launcher import docker_cli
+from launcher.exposure import exposure_warning
 from launcher.local_server import (
     ServerStatus,
     follow_log,
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn_exposure(what: str, host: str, setting: str) -> None:
+    """Print a warning line to stderr when ``what`` would listen beyond loopback (no authentication)."""
+    if warning := exposure_warning(what, host, setting):
+        print(f"launcher: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     config = docker_cli.run_config(config, args)
     models = args.wait_for or default_models()
@@ -107,6 +114,7 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
         if message := docker_cli.stop_recorded_container(config):
             print(message, flush=True)
     docker_cli.refuse_local_if_container(config)
+    warn_exposure("Triton", config.server.host, "server.host")
     record = start_server(config, models, timeout_s=args.timeout)
     print(f"tritonserver ready (pid {record.pid}, models: {', '.join(models)}): HTTP {record.http_url}  "
           f"gRPC {record.grpc_url}  metrics {record.metrics_url}  log {record.log_path}", flush=True)
@@ -189,6 +197,7 @@ def _cmd_app(config: Config, args: argparse.Namespace) -> int:
     warning = gradio_app.triton_warning(config)
     if warning:
         print(f"launcher: warning: {warning}", file=sys.stderr, flush=True)
+    warn_exposure("the app", args.host or config.app.host, "--host" if args.host else "app.host")
     sample = config.path(SAMPLE_VIDEO)
     demo, url = gradio_app.launch_app(config, host=args.host, port=args.port,
                                       sample_video=sample if sample.is_file() else None)

@@ -175,9 +175,12 @@ class ClientConfig:
     timeout_s: float = 60.0
     jpeg_quality: int = 90
     out_dir: str = "results"
+    retry_s: float = 60.0  # while the server is unreachable, retry with backoff this long (0: fail at once)
 
     def __post_init__(self) -> None:
         _positive("client.fps", self.fps)
+        if not self.retry_s >= 0:
+            raise ConfigError(f"client.retry_s: expected >= 0 seconds, got {self.retry_s}")
         _positive("client.batch_size", self.batch_size)
         _positive("client.max_in_flight", self.max_in_flight)
         if not 1 <= self.jpeg_quality <= 100:

@@ -41,3 +41,7 @@ class DockerError(ServerError):
 
 class InferenceError(MMWError):
     """The server answered a request with an error."""
+
+
+class ServerUnavailable(InferenceError):
+    """The server could not be reached or is not serving (it may be restarting): worth retrying later."""

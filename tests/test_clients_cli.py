@@ -26,7 +26,8 @@ class FakeClient:
     down: ClassVar[bool] = False
     interrupt_at_batch: ClassVar[int | None] = None
 
-    def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 60.0, max_in_flight: int = 2) -> None:
+    def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 60.0, max_in_flight: int = 2,
+                 retry_s: float = 0.0) -> None:
         self.url, self.protocol, self.timeout_s, self.max_in_flight = url, protocol, timeout_s, max_in_flight
         self.batch_sizes: list[int] = []
         FakeClient.made.append(self)

@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from clients.triton_client import SceneClient, normalize_url
-from mmw.errors import ConfigError, InferenceError, InputError
+from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
 
 
 class _FakeResult:
@@ -168,6 +168,22 @@ def test_unreachable_server(protocol: str) -> None:
         for call in (client.check_ready, lambda: client.infer([b"x"]), lambda: list(client.infer_many([[b"x"]]))):
             with pytest.raises(InferenceError, match=rf"server at {url} \({protocol}\) is not reachable.*launcher run"):
                 call()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unreachable_server_is_retried_for_retry_s_then_given_up(protocol: str) -> None:
+    url = f"127.0.0.1:{_closed_port()}"
+    with SceneClient(url, protocol, timeout_s=5, retry_s=1.0) as client:  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        with pytest.raises(ServerUnavailable, match=r"not reachable.*launcher run.*gave up after retrying for 1 s"):
+            list(client.infer_many([[b"x"]]))
+        assert 1.0 <= time.monotonic() - t0 < 8.0
+        assert client.retries >= 2
+
+
+def test_retry_s_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="retry_s: expected >= 0 seconds, got -1"):
+        SceneClient("127.0.0.1:1", retry_s=-1)
 
 
 @pytest.mark.parametrize(

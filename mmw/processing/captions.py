@@ -31,7 +31,7 @@ def plural(noun: str, count: int) -> str:
 def count_phrase(noun: str, count: int) -> str:
     """'dog', 1 -> 'a dog'; 'umbrella', 1 -> 'an umbrella'; 'person', 12 -> '12 people'."""
     if count == 1:
-        return ("an " if noun[0] in "aeiou" else "a ") + noun
+        return ("an " if noun[:1] in ("a", "e", "i", "o", "u") else "a ") + noun
     number = _NUMBERS[count] if count < len(_NUMBERS) else str(count)
     return f"{number} {plural(noun, count)}"
 

@@ -43,8 +43,11 @@ def imagenet_labels() -> tuple[str, ...]:
 
 
 def imagenet_short_name(index: int) -> str:
-    """First synonym of an ImageNet class: 'tabby, tabby cat' -> 'tabby'."""
-    return imagenet_labels()[int(index)].split(",")[0].strip()
+    """First synonym of an ImageNet class: 'tabby, tabby cat' -> 'tabby'; unknown indices read ``class <index>``."""
+    names = imagenet_labels()
+    if not 0 <= int(index) < len(names):
+        return f"class {int(index)}"
+    return names[int(index)].split(",")[0].strip()
 
 
 def names_array(names: list[str] | tuple[str, ...]) -> np.ndarray:
