@@ -57,6 +57,18 @@ def _read_partial(path: Path) -> VideoResults | None:
         return None
 
 
+def _wait_for_frames(proc: subprocess.Popen, path: Path, count: int) -> VideoResults | None:
+    """Poll the client's checkpoint until it holds ``count`` frames (or the client ends, or 120 s pass)."""
+    partial = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        partial = _read_partial(path)
+        if partial is not None and len(partial.frames) >= count:
+            break
+        time.sleep(0.02)
+    return partial
+
+
 def test_killed_client_resumes_without_losing_or_repeating_frames(triton: Config, clip: Path,
                                                                   tmp_path: Path) -> None:
     port = triton.server.grpc_port
@@ -69,14 +81,8 @@ def test_killed_client_resumes_without_losing_or_repeating_frames(triton: Config
     out = tmp_path / "killed"
     proc = subprocess.Popen(_video_cmd(clip, out, port, "--checkpoint", "0"), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = None
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            partial = _read_partial(out / "results.json")
-            if partial is not None and len(partial.frames) >= 3:
-                break
-            time.sleep(0.02)
+        _wait_for_frames(proc, out / "results.json", 3)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
@@ -191,12 +197,7 @@ def test_server_that_stays_down_stops_with_partial_results_and_a_hint(own_server
                                        "--retry", "3"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            partial = _read_partial(out / "results.json")
-            if partial is not None and len(partial.frames) >= 3:
-                break
-            time.sleep(0.02)
+        _wait_for_frames(proc, out / "results.json", 3)
         stop_server(own_server)
         t0 = time.monotonic()
         _, stderr = proc.communicate(timeout=120)
