@@ -173,14 +173,17 @@ def _cmd_status(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(config: Config, args: argparse.Namespace) -> int:
+    read, follow = read_log, follow_log
     if docker_cli.active_mode(config) == "docker":
-        return docker_cli.cmd_logs(config, args)
+        from launcher.docker_server import follow_container_log, read_container_log
+
+        read, follow = read_container_log, follow_container_log
     if not args.follow:
-        for line in read_log(config, args.lines):
+        for line in read(config, args.lines):
             print(line)
         return 0
     try:
-        for line in follow_log(config, args.lines):
+        for line in follow(config, args.lines):
             print(line, flush=True)
     except KeyboardInterrupt:
         pass

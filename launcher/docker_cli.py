@@ -216,21 +216,6 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_logs(config: Config, args: argparse.Namespace) -> int:
-    from launcher.docker_server import follow_container_log, read_container_log
-
-    if not args.follow:
-        for line in read_container_log(config, args.lines):
-            print(line)
-        return 0
-    try:
-        for line in follow_container_log(config, args.lines):
-            print(line, flush=True)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
 # ---------------------------------------------------------------- shell, doctor
 
 

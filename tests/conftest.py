@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import zlib
@@ -64,19 +65,25 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-@pytest.fixture(scope="session")
-def triton(engines: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+@contextlib.contextmanager
+def serving(state_dir: Path, **server: object) -> Iterator[Config]:
     """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID."""
     from mmw.repository import write_repository
     from mmw.specs import ENSEMBLE_NAME
 
     http, grpc, metrics = free_ports(3)
-    state = tmp_path_factory.mktemp("triton-state")
     config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                       "state_dir": str(state)}})
+                                       "state_dir": str(state_dir), **server}})
     write_repository(config)
     start_server(config, [ENSEMBLE_NAME], timeout_s=300)
     try:
         yield config
     finally:
         stop_server(config)
+
+
+@pytest.fixture(scope="session")
+def triton(engines: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """The session's tritonserver (see :func:`serving`)."""
+    with serving(tmp_path_factory.mktemp("triton-state")) as config:
+        yield config

@@ -20,9 +20,9 @@ from clients.sample_video import make_sample_video
 from clients.triton_client import SceneClient
 from clients.video import sample_frames
 from launcher.local_server import server_status, start_server, stop_server
-from mmw.config import Config, build
+from mmw.config import Config
 from mmw.errors import InferenceError, InputError, ServerUnavailable
-from tests.conftest import ROOT, free_ports
+from tests.conftest import ROOT, serving
 
 pytestmark = pytest.mark.server
 FPS = 4.0
@@ -131,19 +131,8 @@ def test_errors_the_server_answers_are_not_retried(triton: Config) -> None:
 @pytest.fixture(scope="module")
 def own_server(triton: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     """A second tritonserver on free ports with its own state folder (the tests stop and restart it)."""
-    from mmw.repository import write_repository
-    from mmw.specs import ENSEMBLE_NAME
-
-    http, grpc, metrics = free_ports(3)
-    state = tmp_path_factory.mktemp("own-triton-state")
-    config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                       "state_dir": str(state), "exit_timeout_s": 5}})
-    write_repository(config)
-    start_server(config, [ENSEMBLE_NAME], timeout_s=300)
-    try:
+    with serving(tmp_path_factory.mktemp("own-triton-state"), exit_timeout_s=5) as config:
         yield config
-    finally:
-        stop_server(config)
 
 
 def _ensure_running(config: Config) -> None:
