@@ -13,7 +13,7 @@ RESULTS := results/sample
 APP_PID := .triton/app.pid
 APP_LOG := .triton/app.log
 
-.PHONY: install system-deps docker-deps engines repository sample run stop status logs perf bench soak test lint clean \
+.PHONY: install system-deps docker-deps engines repository repository-gpu sample run stop status logs perf bench bench-captions soak test lint clean \
 	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
@@ -40,6 +40,11 @@ engines: install
 
 repository: install
 	$(PY) -m export repository
+
+# The GPU variant (engines.gpu_repository, for the NGC container): configs + python models; plans come from
+# `make engines` on a machine with an NVIDIA GPU and TensorRT (pip install tensorrt).
+repository-gpu: install
+	$(PY) -m export repository --variant gpu --root model_repository_gpu
 
 $(SAMPLE): | $(VENV)/.installed
 	$(PY) -m clients sample-video $(SAMPLE)
@@ -74,6 +79,9 @@ perf: install
 
 bench: engines
 	$(PY) -m benchmarks.pipeline_benchmark --out results/benchmark.json
+
+bench-captions: install
+	$(PY) -m benchmarks.caption_benchmark --out results/caption_benchmark.json
 
 soak: engines
 	$(PY) -m benchmarks.soak --clients 8 --requests 10000 --out results/soak.json

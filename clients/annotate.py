@@ -1,7 +1,8 @@
 """Draw results on RGB frames with OpenCV and write annotated videos.
 
-Boxes carry ``class name score`` in a colour fixed per class id; the caption sits in a dark
-banner at the bottom, wrapped to the frame width and cut with ``...`` after ``max_lines`` lines.
+Boxes carry ``class name score`` in a colour fixed per class id; a dense caption (schema 1.2) sits in a
+small dark tag under its box, one line cut with ``...``; the caption sits in a dark banner at the bottom,
+wrapped to the frame width and cut with ``...`` after ``max_lines`` lines.
 OpenCV's fonts are ASCII only: accents are dropped and other characters become ``?``.
 """
 
@@ -16,11 +17,13 @@ import numpy as np
 
 from clients.images import check_rgb
 from clients.mp4 import Mp4Writer
-from clients.results import Detection, ImageResult
+from clients.results import DenseCaption, Detection, ImageResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 _GOLDEN = 0.618033988749895
 _ELLIPSIS = "..."
+#: Longest dense caption drawn, in characters (before it is cut to the tag's width).
+DENSE_MAX_CHARS = 48
 
 
 class AnnotatedVideoWriter(Mp4Writer):
@@ -132,6 +135,61 @@ def draw_caption(rgb: np.ndarray, text: str, max_lines: int = 2) -> np.ndarray:
     return out
 
 
+def dense_caption_text(caption: str, max_chars: int = DENSE_MAX_CHARS) -> str:
+    """A dense caption as drawn: ASCII, one line, at most ``max_chars`` characters (cut with ``...``)."""
+    text = ascii_text(caption)
+    if len(text) <= max_chars:
+        return text
+    return text[: max(0, max_chars - len(_ELLIPSIS))].rstrip() + _ELLIPSIS
+
+
+def draw_dense_captions(rgb: np.ndarray, dense: Iterable[DenseCaption],
+                        detections: Sequence[Detection] = ()) -> np.ndarray:
+    """A copy of ``rgb`` with each dense caption in a dark tag under its box, edged in the colour of its
+    detection's class (``detections[box_index]``; white when not given).
+
+    The tag is at most as wide as the box or 45% of the frame (the wider), cut with ``...`` to fit; with
+    no room under the box (above the caption banner) it goes inside the box, under its class tag.
+    """
+    out = check_rgb(rgb).copy()
+    h, w = out.shape[:2]
+    scale, thick = text_style(w, h)
+    scale *= 0.85
+    thick = max(1, thick - 1)
+    pad = max(2, thick + 1)
+    (_, th), base = cv2.getTextSize("Ag", FONT, scale, thick)
+    tag_h = th + base + 2 * pad
+    for item in sorted(dense, key=lambda c: c.score):
+        text = dense_caption_text(item.caption)
+        if not text:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in item.box)
+        x1, x2 = sorted((int(np.clip(round(x1), 0, w - 1)), int(np.clip(round(x2), 0, w - 1))))
+        y1, y2 = sorted((int(np.clip(round(y1), 0, h - 1)), int(np.clip(round(y2), 0, h - 1))))
+        max_w = min(w - 2 * pad, max(x2 - x1, round(w * 0.45)))
+
+        def fits(s: str, limit: int = max_w) -> bool:
+            return cv2.getTextSize(s, FONT, scale, thick)[0][0] + 2 * pad <= limit
+
+        if not fits(text):
+            text = _cut(text + " " + _ELLIPSIS, fits, ellipsis=True)
+        tw = cv2.getTextSize(text, FONT, scale, thick)[0][0]
+        reserve = 3 * tag_h  # keep clear of the caption banner along the bottom
+        if y2 + 1 + tag_h <= h - reserve:
+            top = y2 + 1
+        else:  # inside the box, under its class tag
+            top = max(0, min(y1 + tag_h + 4, h - reserve - tag_h))
+        left = int(np.clip(x1, 0, max(0, w - tw - 2 * pad)))
+        right, bottom = min(w - 1, left + tw + 2 * pad), min(h - 1, top + tag_h)
+        region = out[top:bottom + 1, left:right + 1].astype(np.float32)
+        out[top:bottom + 1, left:right + 1] = (region * 0.25).astype(np.uint8)  # darken to 25%
+        edge = class_color(detections[item.box_index].class_id) if 0 <= item.box_index < len(detections) else (
+            255, 255, 255)
+        cv2.rectangle(out, (left, top), (right, bottom), edge, 1, cv2.LINE_AA)
+        cv2.putText(out, text, (left + pad, top + pad + th), FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
 def annotate(
     rgb: np.ndarray, result: ImageResult, timestamp_s: float | None = None, max_caption_lines: int = 2,
     draw_boxes: Callable[[np.ndarray, Sequence[Detection]], np.ndarray] | None = None,
@@ -139,9 +197,12 @@ def annotate(
     """Boxes plus a caption banner (``[12.5 s] caption``; the best scene label when there is no caption,
     ``error: ...`` when the server could not analyse the image).
 
-    ``draw_boxes`` draws the detections (default: :func:`draw_detections`).
+    ``draw_boxes`` draws the detections (default: :func:`draw_detections`); dense captions go under
+    their boxes (:func:`draw_dense_captions`).
     """
     out = (draw_boxes or draw_detections)(rgb, result.detections)
+    if result.dense_captions:
+        out = draw_dense_captions(out, result.dense_captions, result.detections)
     caption = f"error: {result.error}" if result.error else (
         result.caption or (result.labels[0].name if result.labels else ""))
     if timestamp_s is not None:

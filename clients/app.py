@@ -2,8 +2,10 @@
 
 Every pixel of processing happens in Triton or in ``clients.pipeline`` (the same code as
 ``python -m clients video``); this module only turns an upload into a pipeline call and the
-results into widgets: the annotated video or image, a table per frame, a plot of object counts
-over time and the files to download. A status panel says whether Triton answers. The Search tab
+results into widgets: the annotated video or image, a table per frame, a table of dense captions (one
+per captioned object, when a neural captioner is served; else a note that captions are template ones),
+a plot of object counts over time and the files to download. A status panel says whether Triton
+answers and which captioner it serves. The Search tab
 searches the last video analysed in the page (``clients.search``): time ranges, scenes and tracks,
 the first match's frame and clip, and a Jump button that seeks its player to a range.
 
@@ -36,7 +38,7 @@ from clients.pipeline import (
     clamp_batch_size,
     one_line,
 )
-from clients.results import ImageResult, VideoResults
+from clients.results import NEURAL_CAPTIONS_DOC, TEMPLATE_SOURCE, ImageResult, VideoResults
 from clients.search import SearchQuery, extract_clip, format_time, frame_at, search
 from clients.summary import summarize, summary_lines
 from clients.triton_client import MODEL_NAME, SceneClient
@@ -73,6 +75,12 @@ class ServerReport:
     models: tuple[tuple[str, bool], ...] = ()  # (name, ready): the ensemble, then its steps
     caption_source: str = ""
     error: str = ""
+    caption_settings: tuple[tuple[str, str], ...] = ()  # the served captioner's defaults (neural only)
+
+    @property
+    def neural_captions(self) -> bool:
+        """True when the served captioner is a neural one (not the template)."""
+        return bool(self.caption_source) and self.caption_source != TEMPLATE_SOURCE
 
     @property
     def ensemble_ready(self) -> bool:
@@ -106,23 +114,49 @@ def server_report(config: Config) -> ServerReport:
             steps = [s.get("model_name", s.get("modelName", "")) for s in config_steps]
         except InferenceError:
             pass
-    caption_source = ""
+    caption_source, settings = "", ()
     for step in steps:
         with client(step) as c:
             models.append((step, c.model_ready()))
             if step == CAPTION_MODEL:
-                caption_source = _caption_source(c)
+                caption_source, settings = _caption_source(c)
     return ServerReport(url, protocol, reachable=True, ready=ready, version=str(meta.get("version", "")),
-                        models=tuple(models), caption_source=caption_source)
+                        models=tuple(models), caption_source=caption_source, caption_settings=settings)
 
 
-def _caption_source(client: SceneClient) -> str:
+#: Parameters of the served caption model shown in the status panel.
+CAPTION_SETTINGS = ("num_beams", "max_new_tokens", "dense_top_k", "dense_min_score")
+
+
+def _caption_source(client: SceneClient) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(caption_source, the captioner's default settings) from the caption model's config parameters."""
     try:
         params = client.model_config().get("parameters", {})
     except InferenceError:
-        return ""
-    value = params.get("caption_source", {})
-    return str(value.get("string_value", value.get("stringValue", ""))) if isinstance(value, dict) else ""
+        return "", ()
+
+    def text(key: str) -> str:
+        value = params.get(key, {})
+        return str(value.get("string_value", value.get("stringValue", ""))) if isinstance(value, dict) else ""
+
+    settings = tuple((key, text(key)) for key in CAPTION_SETTINGS if text(key))
+    return text("caption_source"), settings
+
+
+def caption_source_text(report: ServerReport) -> str:
+    """The status panel's words for the caption source."""
+    if report.caption_source == TEMPLATE_SOURCE:
+        return ("template (sentences composed from the detections and scene labels; no captioning model is "
+                "configured, see README section *Neural captions*)")
+    if not report.caption_source:
+        return "unknown"
+    settings = dict(report.caption_settings)
+    parts = [f"{k.replace('_', ' ')} {settings[k]}" for k in ("num_beams", "max_new_tokens") if k in settings]
+    if "dense_top_k" in settings:
+        top_k = settings["dense_top_k"]
+        parts.append("no dense captions" if top_k == "0" else f"dense captions for up to {top_k} objects per image"
+                     + (f" scoring >= {settings['dense_min_score']}" if "dense_min_score" in settings else ""))
+    return f"`{report.caption_source}` (neural captioner" + (f": {', '.join(parts)}" if parts else "") + ")"
 
 
 def status_markdown(report: ServerReport) -> str:
@@ -133,21 +167,82 @@ def status_markdown(report: ServerReport) -> str:
                 f"Start it in a terminal with `{START_COMMAND}` (or `make run`), then press **Refresh status**.")
     ready = "ready" if report.ready else "**not ready** (models may still be loading)"
     models = ", ".join(f"{name} {'ready' if ok else '**NOT ready**'}" for name, ok in report.models) or "unknown"
-    caption = {
-        "template": "template (sentences composed from the detections and scene labels)",
-        "": "unknown",
-    }.get(report.caption_source, report.caption_source)
     return (f"**Triton {report.version or '?'}** at {where}: {ready}  \n"
             f"Models: {models}  \n"
-            f"Caption source: {caption}")
+            f"Caption source: {caption_source_text(report)}")
 
 
 def status_update(config: Config) -> Any:
     """The status panel as a Gradio update, coloured by how things stand."""
-    report = server_report(config)
+    return _status_markdown(server_report(config))
+
+
+def _status_markdown(report: ServerReport) -> Any:
     kind = "mmw-ok" if report.reachable and report.ready and report.ensemble_ready else (
         "mmw-warn" if report.reachable else "mmw-error")
     return gr.Markdown(status_markdown(report), elem_classes=[kind])
+
+
+def page_status(config: Config) -> tuple[Any, Any]:
+    """The status panel and the dense-captions note, from one look at the server."""
+    report = server_report(config)
+    return _status_markdown(report), gr.Markdown(dense_note_for_server(report))
+
+
+# --- dense captions --------------------------------------------------------------------------------------
+
+TEMPLATE_DENSE_NOTE = (
+    "**Dense captions are not available: captions are template ones** (sentences composed from the detected "
+    "objects and the scene label), because no captioning model is configured (`models.caption.model`). "
+    "To caption every frame and its objects with BLIP, see the README section **Neural captions** "
+    f"(`{NEURAL_CAPTIONS_DOC}`)."
+)
+
+
+def dense_note_for_server(report: ServerReport) -> str:
+    """The note above the dense-captions table before any analysis, from the served caption source."""
+    if not report.reachable or not report.caption_source:
+        return "Dense captions: the caption source is not known yet (see the status above)."
+    if report.neural_captions:
+        return (f"**Dense captions** by `{report.caption_source}`: one caption per detected object that is "
+                "captioned, shown after an analysis.")
+    return TEMPLATE_DENSE_NOTE
+
+
+def dense_columns(kind: str) -> list[str]:
+    """Columns of the dense-captions table: time (or image), object, score, dense caption."""
+    return ["time (s)" if kind == "video" else "image", "object", "score", "dense caption"]
+
+
+DENSE_COLUMNS = dense_columns("video")
+
+
+def dense_table(result: AppResult) -> pd.DataFrame:
+    """One row per dense caption: time (or image), object (``#track class``), score, the caption."""
+    columns = dense_columns(result.kind)
+    rows = []
+    for key, r in result.results:
+        for c in r.dense_captions:
+            track = r.detections[c.box_index].track_id if c.box_index < len(r.detections) else None
+            name = c.class_name if track is None else f"#{track} {c.class_name}"
+            rows.append({columns[0]: key, "object": name, "score": round(c.score, 2), "dense caption": c.caption})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def dense_view(result: AppResult) -> tuple[str, pd.DataFrame | None]:
+    """(the note, the table or None when hidden) for a finished analysis."""
+    summary = result.run.results.captions
+    if summary.source == TEMPLATE_SOURCE:
+        return TEMPLATE_DENSE_NOTE, None
+    if not summary.source:
+        return "No captions: no frame or image could be analysed.", None
+    table = dense_table(result)
+    n = len(table)
+    note = (f"**{n} dense caption{'s' if n != 1 else ''}** by `{summary.source}`" if summary.source != "mixed"
+            else f"**{n} dense caption{'s' if n != 1 else ''}** ({summary.note})")
+    if not n:
+        note += ": no detected object was captioned (too small, or scored below the server's dense_min_score)."
+    return note, table
 
 
 # --- one analysis ----------------------------------------------------------------------------------------
@@ -305,6 +400,7 @@ def summary_text(result: AppResult) -> str:
         scenes = len(run.results.scenes)
         lines.append(f"- unique objects (tracks): {counts}; {scenes} scene{'s' if scenes != 1 else ''} "
                      "(see the Search tab)")
+    lines.append(f"- captions: {run.results.captions.note}")
     if run.error is not None:
         lines.insert(0, f"**Partial results**: the run stopped early: {one_line(run.error)}")
     return "\n".join(lines)
@@ -421,6 +517,8 @@ def _error_outputs(message: str) -> tuple[Any, ...]:
         gr.LinePlot(value=None, visible=True),
         gr.File(value=None),
         None,  # nothing to search
+        gr.Markdown(),
+        gr.Dataframe(value=None, visible=False),
     )
 
 
@@ -460,6 +558,7 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
                                   "see the terminal running `launcher app`")
         is_video = result.kind == "video"
         media = str(result.shown_media) if result.shown_media else None
+        note, dense = dense_view(result)
         return (
             gr.Markdown(summary_text(result), elem_classes=["mmw-warn" if result.run.error else "mmw-ok"]),
             gr.Video(value=media if is_video else None, visible=is_video),
@@ -468,6 +567,8 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
             gr.LinePlot(value=counts_frame(result), visible=is_video, color_map=class_colors(result)),
             gr.File(value=[str(p) for p in result.files]),
             str(result.run.results_path) if is_video else None,  # what the Search tab searches
+            gr.Markdown(note),
+            gr.Dataframe(value=dense, visible=dense is not None),
         )
 
     def run_api(upload: str | None, fps: float, min_score: float) -> tuple[str, dict[str, Any], list[str]]:
@@ -506,9 +607,6 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
                                               info=f"Hides weaker boxes here, in the app. The server already drops "
                                                    f"detections below {server_min:g} "
                                                    "(models.detector.score_threshold).")
-                        gr.Checkbox(False, label="Dense captions", interactive=False,
-                                    info="Not available: no neural captioner is served yet. Captions are sentences "
-                                         "composed from the detections and the scene label.")
                         analyse = gr.Button("3. Analyse", variant="primary", elem_id="analyse")
                         message = gr.Markdown("Upload a file, then press **Analyse**.", elem_id="message")
                     with gr.Column(scale=3, min_width=360):
@@ -524,6 +622,10 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
                 table = gr.Dataframe(headers=["time (s)", "caption", "objects", "scene"], interactive=False, wrap=True,
                                      label="Per frame: time, caption, objects, scene label", elem_id="frames",
                                      max_height=420, column_widths=["10%", "45%", "25%", "20%"])
+                dense_note = gr.Markdown("Dense captions: checking the caption source ...", elem_id="dense-note")
+                dense = gr.Dataframe(headers=DENSE_COLUMNS, interactive=False, wrap=True, visible=False,
+                                     label="Dense captions: one per captioned object", elem_id="dense-captions",
+                                     max_height=360, column_widths=["10%", "20%", "10%", "60%"])
                 plot = gr.LinePlot(x="time_s", y="count", color="class", label="Objects per class over time",
                                    x_title="time (s)", y_title="objects in the frame", color_title="class",
                                    elem_id="counts")
@@ -570,7 +672,7 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
         api_status_trigger = gr.Button(visible=False)
 
         last_run = gr.State(None)  # results.json of the last video analysed in this browser tab
-        outputs = [message, video, image, table, plot, files, last_run]
+        outputs = [message, video, image, table, plot, files, last_run, dense_note, dense]
         analyse.click(run_ui, [upload, fps, min_score], outputs, api_visibility="private", show_progress_on=[video],
                       concurrency_id="analysis", concurrency_limit=1).then(
             lambda: status_update(config), None, status, api_visibility="private", show_progress="hidden")
@@ -578,7 +680,8 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
                           api_name="analyse", concurrency_id="analysis", concurrency_limit=1)
         api_status_trigger.click(lambda: dataclasses.asdict(server_report(config)), None, api_status,
                                  api_name="status", concurrency_limit=None)
-        refresh.click(lambda: status_update(config), None, status, api_visibility="private", concurrency_limit=None)
+        refresh.click(lambda: page_status(config), None, [status, dense_note], api_visibility="private",
+                      concurrency_limit=None)
 
         search_outputs = [search_message, search_ranges, search_details, search_video, search_frame, search_clip,
                           jump_to]
@@ -604,8 +707,8 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
                              api_visibility="private", concurrency_limit=None).then(
             None, [jump_to], None, js=JUMP_JS, api_visibility="private")
         jump.click(None, [jump_to], None, js=JUMP_JS, api_visibility="private")
-        demo.load(lambda: status_update(config), None, status, api_visibility="private", concurrency_limit=None,
-                  show_progress="hidden")
+        demo.load(lambda: page_status(config), None, [status, dense_note], api_visibility="private",
+                  concurrency_limit=None, show_progress="hidden")
     return demo
 
 
@@ -641,5 +744,5 @@ def triton_warning(config: Config) -> str | None:
     return None
 
 
-__all__: Sequence[str] = ["AppResult", "ServerReport", "analyse_upload", "build_app", "launch_app", "server_report",
-                          "status_markdown", "triton_warning"]
+__all__: Sequence[str] = ["AppResult", "ServerReport", "analyse_upload", "build_app", "dense_table", "dense_view",
+                          "launch_app", "server_report", "status_markdown", "triton_warning"]

@@ -6,6 +6,10 @@
 ``search RESULTS``  when do objects appear (``--object dog``, ``--objects person,horse``), captions (``--caption``)
 ``live URL``        analyse an RTSP/HTTP stream, a webcam or a file in real time (``--seconds N``; Ctrl-C stops)
 ``image PATH...``   results.json and an annotated PNG per image
+
+``video``, ``live`` and ``image`` take ``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` for a
+neural captioner (sent as request parameters; default: the server's) and print which captioner wrote
+the captions (``captions: ...``, one line).
 ``sample-video OUT`` write a deterministic test video made from real photos
 ``perf``            run Triton's perf_analyzer on the ensemble with a real JPEG as input data
 
@@ -38,11 +42,11 @@ from clients.pipeline import (
 )
 from clients.results import VideoResults, read_results
 from clients.summary import summarize, summary_lines
-from clients.triton_client import SceneClient
+from clients.triton_client import CAPTION_PARAMETERS, CaptionOptions, SceneClient
 from clients.video import encode_jpeg, expected_sample_count, probe
 from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
-from mmw.errors import InputError, MMWError, ServerUnavailable
+from mmw.errors import ConfigError, InputError, MMWError, ServerUnavailable
 
 PROG = "clients"
 
@@ -77,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to keep retrying while the server is unreachable (default: client.retry_s)")
         p.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
 
+    def caption_options(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("captions (a neural captioner; the template captioner ignores them)")
+        g.add_argument("--num-beams", type=int, metavar="N",
+                       help="beam search width, 1: greedy (1..16; default: the server's models.caption.num_beams)")
+        g.add_argument("--max-new-tokens", type=int, metavar="N",
+                       help="caption length limit in tokens (1..512; default: the server's)")
+        g.add_argument("--dense-top-k", type=int, metavar="K",
+                       help="caption at most K detections per image, 0: none (0..32; default: the server's)")
+
     video = sub.add_parser("video", help="analyse a video: results.json, annotated.mp4, tracks, scenes, exports")
     video.add_argument("path", metavar="PATH", help="video file (MP4, MKV, MOV, AVI, WebM, ...)")
     video.add_argument("--fps", type=positive_float, help="frames sampled per second (default: client.fps)")
@@ -86,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rewrite the partial results.json every S seconds while analysing (default 2; 0: "
                             "after every batch)")
     server_options(video)
+    caption_options(video)
 
     search = sub.add_parser("search", help="find when objects appear or what captions say in a video's results.json")
     search.add_argument("results", metavar="RESULTS.json", help="results.json of `video` or `live`")
@@ -111,10 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--max-waiting", type=positive_int, metavar="N",
                       help="frames waiting for the server before the oldest is dropped (default: the batch size)")
     server_options(live)
+    caption_options(live)
 
     image = sub.add_parser("image", help="analyse images: results.json and an annotated PNG each")
     image.add_argument("paths", nargs="+", metavar="PATH", help="JPEG or PNG files")
     server_options(image)
+    caption_options(image)
 
     sample = sub.add_parser("sample-video", help="write a test video panning over real photos")
     sample.add_argument("out", metavar="OUT", help="output .mp4 path")
@@ -178,7 +194,17 @@ def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
         timeout_s=args.timeout or cfg.client.timeout_s,
         max_in_flight=args.max_in_flight or cfg.client.max_in_flight,
         retry_s=retry_s,
+        caption=caption_options_from(args),
     )
+
+
+def caption_options_from(args: argparse.Namespace) -> CaptionOptions:
+    """``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` (unset: the server's defaults)."""
+    values = {name: getattr(args, name, None) for name in CAPTION_PARAMETERS}
+    try:
+        return CaptionOptions(**values)
+    except ConfigError as exc:
+        raise InputError(f"--{str(exc).replace('_', '-')}") from None
 
 
 def _batch_size(args: argparse.Namespace, cfg: Config, client: SceneClient) -> int:
@@ -228,6 +254,7 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
         print(line)
     for line in video_lines(run.results, run.exports):
         print(line)
+    print(f"captions: {run.results.captions.note}")
     if isinstance(run.error, ServerUnavailable):
         raise ServerUnavailable(
             f"{one_line(run.error)} Stopped after {len(run.results.frames)} frames; the results so far are in "
@@ -316,6 +343,7 @@ def run_live(args: argparse.Namespace, cfg: Config) -> int:
         print(line)
     for line in video_lines(run.results, run.exports):
         print(line)
+    print(f"captions: {run.results.captions.note}")
     if run.error:
         raise run.error
     return 0
@@ -337,6 +365,7 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
     print(f"annotated images: {len(run.annotated_paths)} PNG files in {out_dir}")
     for line in summary_lines(summarize([e.image for e in run.results.images]), unit="images"):
         print(line)
+    print(f"captions: {run.results.captions.note}")
     if run.error:
         _reraise(run.error)
     return 0

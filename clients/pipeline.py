@@ -112,12 +112,13 @@ def clamp_batch_size(client: Any, wanted: int) -> int:
 def filter_detections(result: ImageResult, min_score: float | None) -> ImageResult:
     """``result`` keeping only detections scored at or above ``min_score`` (None: all of them).
 
-    The caption is the server's, written from every detection above the server's own threshold.
+    The caption is the server's, written from every detection above the server's own threshold; dense
+    captions of dropped detections are dropped with them.
     """
     if min_score is None:
         return result
-    kept = tuple(d for d in result.detections if d.score >= min_score)
-    return result if len(kept) == len(result.detections) else replace(result, detections=kept)
+    kept = [k for k, d in enumerate(result.detections) if d.score >= min_score]
+    return result if len(kept) == len(result.detections) else result.keep_detections(kept)
 
 
 def batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iterator[list[bytes]]:

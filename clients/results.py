@@ -3,7 +3,9 @@
 ``parse_outputs`` turns the ensemble's output arrays into ``ImageResult`` objects; ``VideoResults``
 and ``ImageSetResults`` are the two kinds of ``results.json`` (see ``clients/RESULTS_SCHEMA.md``).
 Schema 1.1 adds ``Track``, ``Scene`` and ``LiveStats`` to video results (made by ``clients.tracking``,
-``clients.scenes`` and ``clients.live``); 1.0 files still read, with no tracks or scenes.
+``clients.scenes`` and ``clients.live``); 1.0 files still read, with no tracks or scenes. Schema 1.2 adds
+``DenseCaption`` (one caption per captioned detection), the frame caption's tokens and the top-level
+``captions`` block (``caption_summary``: template or which model); 1.1 files read with no dense captions.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import numpy as np
 
 from mmw.errors import InferenceError, InputError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 #: Output tensors of the ensemble, in the order the client requests them (every server has these).
 OUTPUT_NAMES: tuple[str, ...] = (
@@ -38,6 +40,15 @@ OUTPUT_NAMES: tuple[str, ...] = (
 )
 #: Per-image error (b"" when the image was fine); servers older than this output do not have it.
 ERROR_OUTPUT = "ERROR"
+#: Caption tokens and dense captions (schema 1.2); servers older than the neural captioner do not have them.
+DENSE_OUTPUTS: tuple[str, ...] = ("CAPTION_TOKENS", "DENSE_CAPTIONS", "DENSE_BOX_INDEX", "DENSE_TOKENS")
+#: Outputs the client asks for only when the ensemble has them (see ``SceneClient.output_names``).
+OPTIONAL_OUTPUTS: tuple[str, ...] = (*DENSE_OUTPUTS, ERROR_OUTPUT)
+
+TEMPLATE_SOURCE = "template"
+NEURAL_CAPTIONS_DOC = "README.md#neural-captions"
+TEMPLATE_NOTE = (f"template captions: no captioning model is configured (models.caption.model); "
+                 f"see {NEURAL_CAPTIONS_DOC}")
 
 _NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 # An indented list of numbers; the newline after "[" cannot occur inside a JSON string.
@@ -104,18 +115,84 @@ class SceneLabel:
 
 
 @dataclass(frozen=True)
+class DenseCaption:
+    """A caption of one detected object (schema 1.2): ``box_index`` is its position in the image's detections.
+
+    ``class_name``, ``score`` and ``box`` repeat that detection's so the caption reads on its own;
+    ``tokens`` are the captioner's token ids (empty when unknown).
+    """
+
+    box_index: int
+    caption: str
+    class_name: str
+    score: float
+    box: tuple[float, float, float, float]
+    tokens: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        object.__setattr__(self, "tokens", tuple(int(t) for t in self.tokens))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "box_index": int(self.box_index),
+            "caption": self.caption,
+            "class_name": self.class_name,
+            "score": round(float(self.score), _SCORE_DECIMALS),
+            "box": [round(float(v), _BOX_DECIMALS) for v in self.box],
+        }
+        return d | {"tokens": list(self.tokens)} if self.tokens else d
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> DenseCaption:
+        d = _mapping(data, where)
+        box = _get(d, "box", list, where)
+        if len(box) != 4 or not all(_is_number(v) for v in box):
+            raise InputError(f"{where}.box: expected 4 numbers [x1, y1, x2, y2], got {box!r}")
+        tokens = _list(d, "tokens", where)
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+            raise InputError(f"{where}.tokens: expected a list of token ids (integers >= 0), got {tokens!r}")
+        return cls(
+            box_index=_get(d, "box_index", int, where),
+            caption=_get(d, "caption", str, where),
+            class_name=_get(d, "class_name", str, where),
+            score=_number(d, "score", where),
+            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+            tokens=tuple(tokens),
+        )
+
+
+@dataclass(frozen=True)
 class ImageResult:
-    """Everything the ensemble says about one image; ``error`` says why it could not be analysed ("" when it was)."""
+    """Everything the ensemble says about one image; ``error`` says why it could not be analysed ("" when it was).
+
+    ``dense_captions`` (schema 1.2) caption some of the detections (a neural captioner's best-scored
+    ones; none with template captions); ``caption_tokens`` are the frame caption's token ids (empty for
+    template captions).
+    """
 
     detections: tuple[Detection, ...] = ()
     labels: tuple[SceneLabel, ...] = ()
     caption: str = ""
     caption_source: str = ""
     error: str = ""
+    dense_captions: tuple[DenseCaption, ...] = ()
+    caption_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "detections", tuple(self.detections))
         object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "dense_captions", tuple(self.dense_captions))
+        object.__setattr__(self, "caption_tokens", tuple(int(t) for t in self.caption_tokens))
+
+    @property
+    def neural(self) -> bool:
+        """True when a captioning model (not the template) wrote the caption."""
+        return bool(self.caption_source) and self.caption_source != TEMPLATE_SOURCE
+
+    def dense_caption_of(self, box_index: int) -> str:
+        """The dense caption of detection ``box_index`` ("" when it has none)."""
+        return next((c.caption for c in self.dense_captions if c.box_index == box_index), "")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -123,7 +200,10 @@ class ImageResult:
             "labels": [lab.to_dict() for lab in self.labels],
             "caption": self.caption,
             "caption_source": self.caption_source,
+            "dense_captions": [c.to_dict() for c in self.dense_captions],
         }
+        if self.caption_tokens:
+            data["caption_tokens"] = list(self.caption_tokens)
         if self.error:
             data["error"] = self.error
         return data
@@ -133,13 +213,66 @@ class ImageResult:
         d = _mapping(data, where)
         dets = _get(d, "detections", list, where)
         labels = _get(d, "labels", list, where)
+        dense = tuple(DenseCaption.from_dict(x, f"{where}.dense_captions[{i}]")
+                      for i, x in enumerate(_list(d, "dense_captions", where)))
+        for i, c in enumerate(dense):
+            if not 0 <= c.box_index < len(dets):
+                raise InputError(f"{where}.dense_captions[{i}].box_index: expected 0..{len(dets) - 1} "
+                                 f"(an index into detections), got {c.box_index}")
+        tokens = _list(d, "caption_tokens", where)
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+            raise InputError(f"{where}.caption_tokens: expected a list of token ids (integers >= 0), got {tokens!r}")
         return cls(
             detections=tuple(Detection.from_dict(x, f"{where}.detections[{i}]") for i, x in enumerate(dets)),
             labels=tuple(SceneLabel.from_dict(x, f"{where}.labels[{i}]") for i, x in enumerate(labels)),
             caption=_get(d, "caption", str, where),
             caption_source=_get(d, "caption_source", str, where),
             error=_get(d, "error", str, where) if "error" in d else "",
+            dense_captions=dense,
+            caption_tokens=tuple(tokens),
         )
+
+    def keep_detections(self, keep: list[int]) -> ImageResult:
+        """This result with only the detections at positions ``keep`` (in order); dense captions follow them."""
+        new_index = {old: new for new, old in enumerate(keep)}
+        dense = tuple(replace(c, box_index=new_index[c.box_index]) for c in self.dense_captions
+                      if c.box_index in new_index)
+        return replace(self, detections=tuple(self.detections[k] for k in keep), dense_captions=dense)
+
+
+@dataclass(frozen=True)
+class CaptionSummary:
+    """How the captions of a results file were made (top-level ``captions``, schema 1.2): derived from the frames.
+
+    ``source`` is ``"template"``, the captioning model's name, ``"mixed"`` (several; see ``sources``),
+    or ``""`` when no image got a caption; ``note`` says it in one line.
+    """
+
+    source: str
+    note: str
+    sources: tuple[str, ...] = ()
+    dense_captions: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "note": self.note, "sources": list(self.sources),
+                "dense_captions": int(self.dense_captions)}
+
+
+def caption_summary(results: Iterable[ImageResult]) -> CaptionSummary:
+    """Which captioner wrote the captions of ``results`` and a one-line note about it."""
+    items = list(results)
+    sources = tuple(dict.fromkeys(r.caption_source for r in items if r.caption_source))
+    dense = sum(len(r.dense_captions) for r in items)
+    if not sources:
+        return CaptionSummary("", "no captions: no image was analysed", (), dense)
+    if sources == (TEMPLATE_SOURCE,):
+        return CaptionSummary(TEMPLATE_SOURCE, TEMPLATE_NOTE, sources, dense)
+    plural = "s" if dense != 1 else ""
+    if len(sources) == 1:
+        note = f"neural captions by {sources[0]} ({dense} dense caption{plural} of detected objects)"
+        return CaptionSummary(sources[0], note, sources, dense)
+    return CaptionSummary("mixed", f"captions from several sources: {', '.join(sources)} "
+                                   f"({dense} dense caption{plural})", sources, dense)
 
 
 @dataclass(frozen=True)
@@ -389,6 +522,11 @@ class VideoResults(_ResultsFile):
         """Unique objects per class (one per track), most frequent first."""
         return object_counts(self.tracks)
 
+    @property
+    def captions(self) -> CaptionSummary:
+        """Which captioner wrote the frame captions (schema 1.2's ``captions``)."""
+        return caption_summary(f.image for f in self.frames)
+
     def to_dict(self) -> dict[str, Any]:
         d = {
             "schema_version": self.schema_version,
@@ -405,6 +543,7 @@ class VideoResults(_ResultsFile):
         if self.live is not None:
             d["live"] = self.live.to_dict()
         return d | {
+            "captions": self.captions.to_dict(),
             "object_counts": self.object_counts,
             "scenes": [s.to_dict() for s in self.scenes],
             "tracks": [t.to_dict() for t in self.tracks],
@@ -457,6 +596,11 @@ class ImageSetResults(_ResultsFile):
     def __post_init__(self) -> None:
         object.__setattr__(self, "images", tuple(self.images))
 
+    @property
+    def captions(self) -> CaptionSummary:
+        """Which captioner wrote the image captions (schema 1.2's ``captions``)."""
+        return caption_summary(e.image for e in self.images)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,
@@ -464,6 +608,7 @@ class ImageSetResults(_ResultsFile):
             "complete": self.complete,
             "error": self.error,
             "models": self.models,
+            "captions": self.captions.to_dict(),
             "images": [e.to_dict() for e in self.images],
         }
 
@@ -519,6 +664,10 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
     Detection arrays are padded to the largest count in the request; only the first
     ``NUM_DETECTIONS`` rows of each image are kept. BYTES outputs are decoded as UTF-8. ``ERROR``
     is optional (older servers lack it): an image with an error has no detections, labels or caption.
+    The dense outputs (``DENSE_OUTPUTS``) are optional too: ``DENSE_CAPTIONS``/``DENSE_BOX_INDEX``
+    [N, K] and ``DENSE_TOKENS`` [N, K, L] hold one slot per dense caption, padded with b"" / -1 / -1;
+    a slot whose box index is -1 is padding, any other must point at one of that image's detections.
+    ``CAPTION_TOKENS`` [N, L] is -1 padded.
     """
     missing = [name for name in OUTPUT_NAMES if outputs.get(name) is None]
     if missing:
@@ -540,6 +689,8 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
     sources = _batched(outputs["CAPTION_SOURCE"], "CAPTION_SOURCE", n, width=1)
     raw_errors = outputs.get(ERROR_OUTPUT)
     errors = None if raw_errors is None else _batched(raw_errors, ERROR_OUTPUT, n, width=1)
+    caption_tokens = _optional_tokens(outputs.get("CAPTION_TOKENS"), "CAPTION_TOKENS", n)
+    dense = _dense_arrays(outputs, n)
 
     results = []
     for i in range(n):
@@ -564,15 +715,75 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
         scene = tuple(
             SceneLabel(name=_text(labels[i, k]), score=float(label_scores[i, k])) for k in range(labels.shape[1])
         )
+        dense_captions: list[DenseCaption] = []
+        if dense is not None:
+            texts, index, tokens = dense
+            for k in range(index.shape[1]):
+                j = int(index[i, k])
+                if j == -1:
+                    continue
+                if not 0 <= j < count:
+                    raise InferenceError(f"server response: DENSE_BOX_INDEX[{i}, {k}] = {j} is not a detection "
+                                         f"of that image (expected 0..{count - 1}, or -1 for padding)")
+                det = detections[j]
+                dense_captions.append(DenseCaption(
+                    box_index=j, caption=_text(texts[i, k]), class_name=det.class_name, score=det.score,
+                    box=det.box, tokens=_token_ids(tokens[i, k]) if tokens is not None else ()))
         results.append(
             ImageResult(
                 detections=detections,
                 labels=scene,
                 caption=_text(captions[i, 0]),
                 caption_source=_text(sources[i, 0]),
+                dense_captions=tuple(dense_captions),
+                caption_tokens=_token_ids(caption_tokens[i]) if caption_tokens is not None else (),
             )
         )
     return results
+
+
+def _token_ids(row: np.ndarray) -> tuple[int, ...]:
+    """Token ids of one -1 padded row."""
+    return tuple(int(t) for t in np.asarray(row).reshape(-1) if t >= 0)
+
+
+def _optional_tokens(value: np.ndarray | None, name: str, n: int) -> np.ndarray | None:
+    """An optional [N, L] int token output (None when absent)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.ndim == 1 and arr.shape[0] == n:
+        arr = arr.reshape(n, 1)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise InferenceError(f"server response: {name} expected shape [{n}, L], got {list(arr.shape)}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InferenceError(f"server response: {name} expected integer token ids, got {arr.dtype}")
+    return arr
+
+
+def _dense_arrays(outputs: Mapping[str, np.ndarray | None], n: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(DENSE_CAPTIONS [N,K], DENSE_BOX_INDEX [N,K], DENSE_TOKENS [N,K,L] or None), or None without dense outputs."""
+    texts, index, tokens = (outputs.get(name) for name in ("DENSE_CAPTIONS", "DENSE_BOX_INDEX", "DENSE_TOKENS"))
+    if texts is None and index is None:
+        return None
+    if texts is None or index is None:
+        missing = "DENSE_CAPTIONS" if texts is None else "DENSE_BOX_INDEX"
+        raise InferenceError(f"server response: expected DENSE_CAPTIONS and DENSE_BOX_INDEX together, {missing} "
+                             "is missing")
+    index_arr = _batched(index, "DENSE_BOX_INDEX", n)
+    k = index_arr.shape[1]
+    if index_arr.size and not np.issubdtype(index_arr.dtype, np.integer):
+        raise InferenceError(f"server response: DENSE_BOX_INDEX expected integers, got {index_arr.dtype}")
+    text_arr = _batched(texts, "DENSE_CAPTIONS", n, width=k) if k else np.empty((n, 0), dtype=object)
+    if tokens is None:
+        return text_arr, index_arr, None
+    tok = np.asarray(tokens)
+    if tok.size == 0:
+        tok = tok.reshape(n, k, 0)
+    if tok.ndim != 3 or tok.shape[:2] != (n, k):
+        raise InferenceError(f"server response: DENSE_TOKENS expected shape [{n}, {k}, L], got {list(tok.shape)}")
+    return text_arr, index_arr, tok
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -7,6 +7,10 @@ stay in the thread that made it). Connection failures and server errors become `
 an unreachable or unavailable server is ``ServerUnavailable``, which ``infer_many`` retries with
 exponential backoff for up to ``retry_s`` seconds (resending the failed batches in order), so a
 restarted server loses no frame. Errors the server answers (bad input) are never retried.
+
+``CaptionOptions`` (``num_beams``, ``max_new_tokens``, ``dense_top_k``) go with every request as Triton
+request parameters and override the served captioner's defaults for that request (a template captioner
+ignores them); set them per client (``SceneClient(..., caption=...)``) or per call (``infer(..., caption=...)``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
@@ -26,7 +31,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from clients.results import ERROR_OUTPUT, OUTPUT_NAMES, ImageResult, parse_outputs
+from clients.results import OPTIONAL_OUTPUTS, OUTPUT_NAMES, ImageResult, parse_outputs
 from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
 
 MODEL_NAME = "scene_understanding"
@@ -39,6 +44,45 @@ _GRACE_S = 10.0
 _RETRY_FIRST_S = 0.25
 _RETRY_FACTOR = 2.0
 _RETRY_MAX_S = 4.0
+
+
+#: Caption request parameters: name -> (lowest, highest) allowed (the limits of ``models.caption`` in config.yaml).
+CAPTION_PARAMETERS: dict[str, tuple[int, int]] = {"num_beams": (1, 16), "max_new_tokens": (1, 512),
+                                                  "dense_top_k": (0, 32)}
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """Per-request caption settings; None leaves the server's default (``models.caption`` of its config).
+
+    ``num_beams``: 1 greedy, more beam search (1..16); ``max_new_tokens``: caption length limit
+    (1..512); ``dense_top_k``: caption at most this many detections per image (0..32, 0: none).
+    """
+
+    num_beams: int | None = None
+    max_new_tokens: int | None = None
+    dense_top_k: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in CAPTION_PARAMETERS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{name}: expected an integer in {low}..{high}, got {value!r}")
+            if not low <= int(value) <= high:
+                raise ConfigError(f"{name}: expected an integer in {low}..{high}, got {value}")
+
+    def parameters(self) -> dict[str, int]:
+        """The Triton request parameters to send (only the options that are set)."""
+        return {name: int(getattr(self, name)) for name in CAPTION_PARAMETERS if getattr(self, name) is not None}
+
+    def merged(self, other: CaptionOptions | None) -> CaptionOptions:
+        """These options with ``other``'s set values on top."""
+        if other is None:
+            return self
+        return CaptionOptions(**{name: getattr(other, name) if getattr(other, name) is not None else getattr(self, name)
+                                 for name in CAPTION_PARAMETERS})
 
 
 def normalize_url(url: str) -> str:
@@ -68,6 +112,7 @@ class SceneClient:
         max_in_flight: int = 2,
         model_version: str = "",
         retry_s: float = 0.0,
+        caption: CaptionOptions | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
@@ -77,6 +122,8 @@ class SceneClient:
             raise ConfigError(f"timeout_s: expected > 0, got {timeout_s}")
         if not retry_s >= 0:
             raise ConfigError(f"retry_s: expected >= 0 seconds, got {retry_s}")
+        if caption is not None and not isinstance(caption, CaptionOptions):
+            raise ConfigError(f"caption: expected CaptionOptions, got {type(caption).__name__}")
         self.url = normalize_url(url)
         self.protocol = protocol
         self.model_name = model_name
@@ -84,6 +131,7 @@ class SceneClient:
         self.timeout_s = float(timeout_s)
         self.max_in_flight = int(max_in_flight)
         self.retry_s = float(retry_s)
+        self.caption = caption or CaptionOptions()
         self.retries = 0  # requests resent because the server was unreachable (for tests and benchmarks)
         self._client: Any = self._connect()
         self._old_clients: list[Any] = []  # replaced after a connection failure; closed by close()
@@ -187,9 +235,10 @@ class SceneClient:
         return self._max_batch_size
 
     def output_names(self) -> tuple[str, ...]:
-        """The outputs to request: ``OUTPUT_NAMES``, plus ``ERROR`` when the ensemble has it (older ones do not).
+        """The outputs to request: ``OUTPUT_NAMES``, plus those of ``OPTIONAL_OUTPUTS`` the ensemble has
+        (``ERROR``, caption tokens and dense captions; older ensembles lack them).
 
-        Read once from the ensemble's metadata; while the metadata cannot be read, ERROR is not asked for.
+        Read once from the ensemble's metadata; while the metadata cannot be read, none of them is asked for.
         """
         if self._output_names is None:
             try:
@@ -197,7 +246,7 @@ class SceneClient:
             except InferenceError:
                 return OUTPUT_NAMES
             names = {o.get("name") for o in meta.get("outputs", []) if isinstance(o, dict)}
-            self._output_names = OUTPUT_NAMES + ((ERROR_OUTPUT,) if ERROR_OUTPUT in names else ())
+            self._output_names = OUTPUT_NAMES + tuple(n for n in OPTIONAL_OUTPUTS if n in names)
         return self._output_names
 
     def describe(self) -> dict[str, Any]:
@@ -234,24 +283,38 @@ class SceneClient:
 
     # --- inference ---------------------------------------------------------------------------------------
 
-    def infer(self, images: Sequence[bytes]) -> list[ImageResult]:
-        """Send one request with a batch of encoded images (JPEG/PNG bytes); one result per image."""
+    def _parameters(self, caption: CaptionOptions | None) -> dict[str, int] | None:
+        """Request parameters of one request: the client's caption options with ``caption`` on top."""
+        if caption is not None and not isinstance(caption, CaptionOptions):
+            raise ConfigError(f"caption: expected CaptionOptions, got {type(caption).__name__}")
+        return self.caption.merged(caption).parameters() or None
+
+    def infer(self, images: Sequence[bytes], caption: CaptionOptions | None = None) -> list[ImageResult]:
+        """Send one request with a batch of encoded images (JPEG/PNG bytes); one result per image.
+
+        ``caption`` overrides the client's caption options for this request.
+        """
         module = grpcclient if self.protocol == "grpc" else httpclient
         names = self.output_names()
         inputs, outputs = _request(module, images, names)
-        kwargs: dict[str, Any] = {"model_version": self.model_version, "outputs": outputs}
+        kwargs: dict[str, Any] = {"model_version": self.model_version, "outputs": outputs,
+                                  "parameters": self._parameters(caption)}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout_s
         raw = self._call(lambda c: c.infer(self.model_name, inputs, **kwargs))
         return self._parse(raw, len(images), names)
 
-    def infer_many(self, batches: Iterable[Sequence[bytes]]) -> Iterator[list[ImageResult]]:
+    def infer_many(self, batches: Iterable[Sequence[bytes]],
+                   caption: CaptionOptions | None = None) -> Iterator[list[ImageResult]]:
         """Send each batch as one request, up to ``max_in_flight`` at a time; yield results in batch order.
+
+        ``caption`` overrides the client's caption options for these requests.
 
         If ``batches`` raises (say a video stops decoding), the requests already sent are still
         yielded before the error is raised again. A failed request raises InferenceError in its turn;
         one that failed because the server is unreachable is resent (see ``_wait_retrying``).
         """
+        parameters = self._parameters(caption)
         pending: deque[tuple[Future[Any], Sequence[bytes]]] = deque()
         source = iter(batches)
         source_error: BaseException | None = None
@@ -267,11 +330,11 @@ class SceneClient:
                     except Exception as exc:
                         source_error, exhausted = exc, True
                         break
-                    pending.append((self._submit(batch), batch))
+                    pending.append((self._submit(batch, parameters), batch))
                 if not pending:
                     break
                 future, batch = pending.popleft()
-                raw = self._wait_retrying(future, batch)
+                raw = self._wait_retrying(future, batch, parameters)
                 yield self._parse(raw, len(batch), self.output_names())
         finally:
             for future, _ in pending:  # the caller stopped early or a request failed
@@ -279,7 +342,8 @@ class SceneClient:
         if source_error is not None:
             raise source_error
 
-    def _wait_retrying(self, future: Future[Any], batch: Sequence[bytes]) -> Any:
+    def _wait_retrying(self, future: Future[Any], batch: Sequence[bytes],
+                       parameters: dict[str, int] | None = None) -> Any:
         """The raw result of ``future``; while the server is unreachable, resend ``batch`` with backoff.
 
         Gives up with ServerUnavailable after ``retry_s`` seconds of failures (at once when it is 0).
@@ -300,7 +364,7 @@ class SceneClient:
                 delay = min(delay * _RETRY_FACTOR, _RETRY_MAX_S)
                 self._reconnect()
                 self.retries += 1
-                future = self._submit(batch)
+                future = self._submit(batch, parameters)
 
     def _reconnect(self) -> None:
         """A fresh gRPC channel (a failed one waits out its own reconnect backoff); HTTP clients reconnect alone.
@@ -311,7 +375,7 @@ class SceneClient:
             self._old_clients.append(self._live_client())
             self._client = self._connect()
 
-    def _submit(self, images: Sequence[bytes]) -> Future[Any]:
+    def _submit(self, images: Sequence[bytes], parameters: dict[str, int] | None = None) -> Future[Any]:
         """Start one request; the future holds the raw InferResult or the exception."""
         future: Future[Any] = Future()
         started = time.perf_counter()
@@ -340,6 +404,7 @@ class SceneClient:
                     model_version=self.model_version,
                     outputs=outputs,
                     client_timeout=self.timeout_s,
+                    parameters=parameters,
                 )
             except Exception as exc:
                 if not future.done():
@@ -349,7 +414,8 @@ class SceneClient:
         if self._workers is None:
             self._workers = _HttpWorkers(self.url, self.max_in_flight, self.timeout_s)
         return timed(self._workers.submit(
-            lambda c: c.infer(self.model_name, inputs, model_version=self.model_version, outputs=outputs)
+            lambda c: c.infer(self.model_name, inputs, model_version=self.model_version, outputs=outputs,
+                              parameters=parameters)
         ))
 
     def _wait(self, future: Future[Any]) -> Any:

@@ -11,14 +11,16 @@ from pathlib import Path
 from mmw.cli_args import positive_int
 from mmw.config import PROJECT_ROOT, load_config
 from mmw.errors import MMWError
+from mmw.processing.captions import NEURAL_CAPTIONS_HINT
 from mmw.repository import check_repository, write_repository
 from mmw.specs import DETECTOR, LABELLER
 
 
 def build_engines(config_path: str | None, force: bool) -> list[str]:
-    """Export both networks into the model repository; TensorRT plans need a GPU (later)."""
+    """Export both networks into the model repository; with an NVIDIA GPU and TensorRT, also the GPU plans."""
     from export import efficientnet_lite, ssd_mobilenet_v2
     from export.onnx_export import build_network
+    from export.tensorrt_engines import build_plans
 
     config = load_config(config_path)
     repo = config.path(config.server.model_repository)
@@ -38,10 +40,22 @@ def build_engines(config_path: str | None, force: bool) -> list[str]:
         outcome = build_network(spec, load, weights, make_input, path, PROJECT_ROOT, force)
         lines.append(f"{spec.name}: {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}: "
                      f"{outcome}")
+    lines += build_caption_model(config, repo, force)
     changed = write_repository(config, repo)
     lines.append(f"repository configs: {len(changed)} rewritten" if changed else "repository configs: up to date")
-    lines.append("TensorRT plans: skipped (this build makes ONNX only; plans need an NVIDIA GPU and TensorRT)")
+    lines += build_plans(config, repo, force)
     return lines
+
+
+def build_caption_model(config, repo: Path, force: bool) -> list[str]:
+    """Export the configured captioning checkpoint, or say in one line that captions stay template ones."""
+    cap = config.models.caption
+    if not cap.neural:
+        return [f"captioner: none configured (models.caption.model is empty), captions are template ones; "
+                f"{NEURAL_CAPTIONS_HINT}"]
+    from export.captioner_onnx import build_captioner
+
+    return build_captioner(cap.model, repo / "caption" / "1", PROJECT_ROOT, force)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     engines.add_argument("--force", action="store_true", help="rebuild even when up to date")
     repository = sub.add_parser("repository", help="regenerate every config.pbtxt from the specs and config.yaml")
     repository.add_argument("--root", type=Path, help="repository folder (default: server.model_repository)")
-    repository.add_argument("--variant", choices=("cpu", "gpu"), default="cpu")
-    repository.add_argument("--gpu-backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime")
+    repository.add_argument("--variant", choices=("cpu", "gpu"),
+                            help="cpu, or gpu (default: gpu when --root is engines.gpu_repository, else cpu)")
+    repository.add_argument("--gpu-backend", choices=("onnxruntime", "tensorrt"),
+                            help="what serves the networks in the gpu variant (default: engines.gpu_backend)")
     repository.add_argument("--cores", type=positive_int, help="plan instances for this many cores (default: here)")
     sub.add_parser("check", help="fail when a committed config.pbtxt drifted from its spec")
     args = parser.parse_args(argv)
@@ -64,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "repository":
             config = load_config(args.config)
             changed = write_repository(config, args.root, args.variant, args.gpu_backend, args.cores)
-            print(f"{len(changed)} config.pbtxt rewritten" if changed else "all config.pbtxt up to date")
+            print(f"{len(changed)} repository files rewritten" if changed else "all repository files up to date")
         else:
             check_repository(load_config(args.config))
             print("model repository configs match their specs")

@@ -27,6 +27,7 @@ from launcher.local_server import (
 from mmw.cli_args import non_negative_int, positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.errors import ConfigError, MMWError
+from mmw.processing.captions import caption_mode_line
 
 DEFAULT_ENSEMBLE = "scene_understanding"
 SAMPLE_VIDEO = "data/sample.mp4"  # written by `make sample`; the app offers it as an example
@@ -100,13 +101,21 @@ def warn_exposure(what: str, host: str, setting: str) -> None:
         print(f"launcher: warning: {warning}", file=sys.stderr, flush=True)
 
 
+def _caption_line(config: Config) -> str:
+    c = config.models.caption
+    return caption_mode_line(c.model, c.num_beams, c.max_new_tokens, c.dense_top_k)
+
+
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     config = docker_cli.run_config(config, args)
     models = args.wait_for or default_models()
     if config.server.mode == "docker":
+        if not args.no_write_repository:
+            print(_caption_line(config), flush=True)
         return docker_cli.cmd_run(config, args, models, write_repository)
     if not args.no_write_repository:
         write_repository(config)
+        print(_caption_line(config), flush=True)
     if args.restart:
         stopped = stop_server(config)
         if stopped.stopped or stopped.stale:

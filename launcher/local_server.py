@@ -42,6 +42,7 @@ from launcher.triton_binary import (
     supported_flags,
 )
 from mmw.config import Config
+from mmw.engine_provenance import check_repository_plans
 from mmw.errors import ConfigError, ServerError
 
 POLL_S = 0.25
@@ -158,7 +159,7 @@ def _rotate_log(log_file: Path) -> None:
 
 
 def prepare_start(config: Config, timeout_s: float | None) -> tuple[float, ServerPaths]:
-    """Check the startup timeout and the repository, create the state dir: what every mode needs first."""
+    """Check the startup timeout, the repository and its TensorRT plans' provenance, create the state dir."""
     s = config.server
     timeout = s.startup_timeout_s if timeout_s is None else timeout_s
     if timeout <= 0:
@@ -167,6 +168,7 @@ def prepare_start(config: Config, timeout_s: float | None) -> tuple[float, Serve
     if not paths.model_repository.is_dir():
         raise ConfigError(f"server.model_repository: expected a directory of models, got {paths.model_repository} "
                           "which does not exist")
+    check_repository_plans(paths.model_repository)  # a foreign TensorRT plan is refused before Triton starts
     try:
         paths.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -128,13 +128,38 @@ class LabellerConfig:
 
 @dataclass(frozen=True)
 class CaptionConfig:
-    """How captions are made. ``template`` composes a sentence from detections and labels."""
+    """How captions are made.
 
-    source: Literal["template"] = "template"
+    ``model`` empty: a template caption composed from the detections and scene labels. Otherwise a
+    BLIP or GIT checkpoint (a local folder, or a hub id for machines with internet) exported by
+    ``make engines`` and served by Triton, with dense captions for the top detections.
+    """
+
+    model: str = ""
+    num_beams: int = 1
+    max_new_tokens: int = 20
+    dense_top_k: int = 3
+    dense_min_score: float = 0.5
+    dense_min_size_px: int = 16
     min_label_score: float = 0.2
 
     def __post_init__(self) -> None:
         _unit_interval("models.caption.min_label_score", self.min_label_score)
+        _unit_interval("models.caption.dense_min_score", self.dense_min_score)
+        if not 1 <= self.num_beams <= 16:
+            raise ConfigError(f"models.caption.num_beams: expected 1..16, got {self.num_beams}")
+        if not 1 <= self.max_new_tokens <= 512:
+            raise ConfigError(f"models.caption.max_new_tokens: expected 1..512, got {self.max_new_tokens}")
+        if not 0 <= self.dense_top_k <= 32:
+            raise ConfigError(f"models.caption.dense_top_k: expected 0..32 (0: no dense captions), "
+                              f"got {self.dense_top_k}")
+        if self.dense_min_size_px < 1:
+            raise ConfigError(f"models.caption.dense_min_size_px: expected >= 1, got {self.dense_min_size_px}")
+
+    @property
+    def neural(self) -> bool:
+        """True when a captioning checkpoint is configured."""
+        return bool(self.model.strip())
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,7 @@ class ServingConfig:
     instances: int | Literal["auto"] = "auto"
     onnx_threads: int | Literal["auto"] = "auto"
     max_queue_delay_us: int = 500
+    warmup: bool = True  # model_warmup in the networks' config.pbtxt: Triton marks them ready only after it
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -162,6 +188,29 @@ class ServingConfig:
             value = getattr(self, name)
             if value != "auto":
                 _positive(f"serving.{name}", value)
+
+
+@dataclass(frozen=True)
+class EnginesConfig:
+    """TensorRT plans (``make engines`` on an NVIDIA GPU) and the GPU repository variant."""
+
+    gpu_backend: Literal["tensorrt", "onnxruntime"] = "tensorrt"  # what serves the networks in the GPU variant
+    gpu_repository: str = "model_repository_gpu"  # where the GPU variant (configs, plans) is written
+    precision: Literal["fp16", "fp32", "int8"] = "fp16"  # int8 calibrates on calibration_images
+    workspace_mb: int = 1024  # TensorRT builder workspace (also the onnxruntime TensorRT provider's)
+    timing_cache: str = "build/tensorrt/timing.cache"  # reused across builds: loaded if present, saved after
+    onnxruntime_accelerator: Literal["tensorrt", "cuda"] = "tensorrt"  # gpu_backend onnxruntime: TensorRT EP or CUDA
+    calibration_images: str = ""  # int8: folder of JPEG/PNG images; "" = scikit-image's sample photos
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.workspace_mb <= 1 << 20:
+            raise ConfigError(f"engines.workspace_mb: expected 16..1048576 MiB, got {self.workspace_mb}")
+        if not self.timing_cache.strip():
+            raise ConfigError("engines.timing_cache: expected a file path such as build/tensorrt/timing.cache, "
+                              "got an empty string")
+        if not self.gpu_repository.strip():
+            raise ConfigError("engines.gpu_repository: expected a folder such as model_repository_gpu, "
+                              "got an empty string")
 
 
 @dataclass(frozen=True)
@@ -214,6 +263,7 @@ class Config:
     docker: DockerConfig = field(default_factory=DockerConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    engines: EnginesConfig = field(default_factory=EnginesConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     app: AppConfig = field(default_factory=AppConfig)
 

@@ -27,6 +27,10 @@ class ExportValidationError(ExportError):
     """An exported model disagrees with its source beyond the listed tolerance."""
 
 
+class EngineError(MMWError):
+    """A TensorRT plan cannot be built, or was built for another GPU, TensorRT or ONNX than this machine serves."""
+
+
 class InputError(MMWError):
     """Bad user input: an unreadable image or video, a wrong shape or dtype."""
 
@@ -45,3 +49,7 @@ class InferenceError(MMWError):
 
 class ServerUnavailable(InferenceError):
     """The server could not be reached or is not serving (it may be restarting): worth retrying later."""
+
+
+class CaptionerError(MMWError):
+    """A captioning checkpoint cannot be loaded or exported, or a decoding setting is out of range."""

@@ -6,16 +6,18 @@ with protobuf's text format, so what Triton parses is exactly what the spec says
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from mmw.config import Config
+from mmw.config import PROJECT_ROOT, Config
 from mmw.errors import ModelSpecError
 from mmw.specs import TensorSpec, TritonModelSpec, repository_specs
 
 HEADER = "# Generated from mmw/specs.py and config/config.yaml by `python -m export repository`. Do not edit.\n"
+PYTHON_MODELS = PROJECT_ROOT / "model_repository"  # the python models' model.py files live in the CPU repository
 _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "ensemble": "ensemble"}
 
 
@@ -47,6 +49,19 @@ def to_model_config(spec: TritonModelSpec) -> mc.ModelConfig:
             cfg.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
     for key, value in spec.parameters:
         cfg.parameters[key].string_value = value
+    for sample in spec.warmup:
+        warmup = cfg.model_warmup.add(name=sample.name, batch_size=sample.batch_size)
+        for t in sample.inputs:
+            data = warmup.inputs[t.name]
+            data.data_type = mc.DataType.Value(t.triton_type)
+            data.dims.extend(t.dims)
+            if sample.data == "zero":
+                data.zero_data = True
+            else:
+                data.random_data = True
+    if spec.gpu_accelerator:
+        accelerator = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name=spec.gpu_accelerator)
+        accelerator.parameters.update(dict(spec.accelerator_parameters))
     return cfg
 
 
@@ -65,10 +80,18 @@ def parse_config(text: str) -> mc.ModelConfig:
         raise ModelSpecError(f"config.pbtxt does not parse as a Triton ModelConfig: {exc}") from None
 
 
-def write_repository(config: Config, root: Path | None = None, variant: str = "cpu",
-                     gpu_backend: str = "onnxruntime", cores: int | None = None) -> list[Path]:
-    """Write every model's config.pbtxt under ``root`` for ``cores`` (default: this host); return the changed files."""
+def write_repository(config: Config, root: Path | None = None, variant: str | None = None,
+                     gpu_backend: str | None = None, cores: int | None = None) -> list[Path]:
+    """Write every model's config.pbtxt under ``root`` for ``cores`` (default: this host); return the changed files.
+
+    ``root`` defaults to ``server.model_repository``; ``variant`` to ``gpu`` when that root is
+    ``engines.gpu_repository``, else ``cpu``; ``gpu_backend`` to ``engines.gpu_backend``. The GPU variant
+    also gets the python models' ``model.py`` from the CPU repository (plans/ONNX come from ``make engines``).
+    """
     root = root if root is not None else config.path(config.server.model_repository)
+    if variant is None:
+        variant = "gpu" if root.resolve() == config.path(config.engines.gpu_repository).resolve() else "cpu"
+    gpu_backend = gpu_backend or config.engines.gpu_backend
     changed = []
     for spec in repository_specs(config, variant, gpu_backend, cores):
         path = root / spec.name / "config.pbtxt"
@@ -78,7 +101,24 @@ def write_repository(config: Config, root: Path | None = None, variant: str = "c
             (root / spec.name / "1").mkdir(exist_ok=True)
             path.write_text(text, encoding="utf-8")
             changed.append(path)
+        if variant == "gpu" and spec.backend == "python":
+            changed += _copy_python_model(PYTHON_MODELS / spec.name / "1", root / spec.name / "1")
+    check_caption_model(config, root)
     return changed
+
+
+def _copy_python_model(source: Path, target: Path) -> list[Path]:
+    """Copy a python model's files (model.py; the exported captioner beside it) where size or mtime differ."""
+    if not source.is_dir() or target.resolve() == source.resolve():
+        return []
+    copied = []
+    for file in sorted(p for p in source.iterdir() if p.is_file() and p.suffix not in (".pyc", ".tmp")):
+        dest = target / file.name
+        st = file.stat()
+        if not dest.is_file() or dest.stat().st_size != st.st_size or dest.stat().st_mtime_ns != st.st_mtime_ns:
+            shutil.copy2(file, dest)
+            copied.append(dest)
+    return copied
 
 
 def check_repository(config: Config, root: Path | None = None, cores: int | None = None) -> None:
@@ -90,3 +130,25 @@ def check_repository(config: Config, root: Path | None = None, cores: int | None
             raise ModelSpecError(f"{path}: missing; run `python -m export repository`")
         if parse_config(path.read_text(encoding="utf-8")) != to_model_config(spec):
             raise ModelSpecError(f"{path}: differs from its spec; run `python -m export repository`")
+
+
+def check_caption_model(config: Config, root: Path) -> None:
+    """A configured neural captioner must be exported into ``root/caption/1`` from that same checkpoint."""
+    import json
+
+    cap = config.models.caption
+    if not cap.neural:
+        return
+    meta = root / "caption" / "1" / "captioner.json"
+    try:
+        source = json.loads(meta.read_text(encoding="utf-8")).get("source")
+    except FileNotFoundError:
+        raise ModelSpecError(f"models.caption.model is {cap.model!r} but {meta} does not exist: the captioner is "
+                             "not exported; run `make engines` (or set models.caption.model: \"\" for template "
+                             "captions)") from None
+    except ValueError as exc:
+        raise ModelSpecError(f"{meta}: unreadable ({exc}); run `make engines`") from None
+    if source != cap.model:
+        raise ModelSpecError(f"models.caption.model is {cap.model!r} but the exported captioner in {meta.parent} "
+                             f"was built from {source!r}; run `make engines`")
+

@@ -16,6 +16,8 @@ import numpy as np
 
 from mmw.config import Config, ServingConfig
 from mmw.errors import ModelSpecError
+from mmw.processing.caption_images import CANVAS_SIZE
+from mmw.processing.captions import TEMPLATE_SOURCE, caption_source_name
 from mmw.processing.classification import LABELLER_INPUT_SIZE
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
 
@@ -65,10 +67,14 @@ class NetworkSpec:
     rtol: float
     opset: int = 17
     source: str = ""
+    axis_names: tuple[tuple[str, int, str], ...] = ()  # (tensor, axis counted with batch, name) for -1 dims
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """torch.onnx ``dynamic_axes``: the batch axis of every input and output."""
-        return {t.name: {0: BATCH_AXIS} for t in (*self.inputs, *self.outputs)}
+        """torch.onnx ``dynamic_axes``: the batch axis of every input and output, and the named variable axes."""
+        axes = {t.name: {0: BATCH_AXIS} for t in (*self.inputs, *self.outputs)}
+        for tensor, axis, name in self.axis_names:
+            axes[tensor][axis] = name
+        return axes
 
     def trt_profile(self, max_batch_size: int) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """TensorRT optimisation profile per input: (min, opt, max) shapes."""
@@ -100,6 +106,40 @@ LABELLER = NetworkSpec(
 NETWORKS: dict[str, NetworkSpec] = {n.name: n for n in (DETECTOR, LABELLER)}
 
 
+def captioner_networks(num_layers: int, num_heads: int, head_dim: int, memory_tokens: int, memory_size: int,
+                       image_height: int, image_width: int, vocab_size: int,
+                       source: str = "") -> tuple[NetworkSpec, NetworkSpec, NetworkSpec]:
+    """The captioner's encoder, KV-cache decoder and no-cache decoder (see export/captioner_torch.py).
+
+    Keys/values are [batch, layers, heads, tokens, head_dim]; ``past``/``new`` tokens vary per step.
+    """
+    static = (num_layers, num_heads, memory_tokens, head_dim)
+    past = (num_layers, num_heads, -1, head_dim)
+    memory = TensorSpec("memory", "float32", (memory_tokens, memory_size))
+    encoder = NetworkSpec(
+        name="caption_encoder",
+        inputs=(TensorSpec("pixel_values", "float32", (3, image_height, image_width)),),
+        outputs=(memory, TensorSpec("static_keys", "float32", static), TensorSpec("static_values", "float32", static)),
+        atol=1e-4, rtol=1e-3, source=source,
+    )
+    input_ids = TensorSpec("input_ids", "int64", (-1,))
+    logits = TensorSpec("logits", "float32", (vocab_size,))
+    decoder = NetworkSpec(
+        name="caption_decoder",
+        inputs=(input_ids, *encoder.outputs[1:], TensorSpec("past_keys", "float32", past),
+                TensorSpec("past_values", "float32", past)),
+        outputs=(logits, TensorSpec("present_keys", "float32", past), TensorSpec("present_values", "float32", past)),
+        atol=1e-4, rtol=1e-3, source=source,
+        axis_names=(("input_ids", 1, "new_tokens"), ("past_keys", 3, "past_tokens"), ("past_values", 3, "past_tokens"),
+                    ("present_keys", 3, "total_tokens"), ("present_values", 3, "total_tokens")),
+    )
+    no_cache = NetworkSpec(
+        name="caption_decoder_no_cache", inputs=(input_ids, memory), outputs=(logits,), atol=1e-4, rtol=1e-3,
+        source=source, axis_names=(("input_ids", 1, "tokens"),),
+    )
+    return encoder, decoder, no_cache
+
+
 @dataclass(frozen=True)
 class EnsembleStep:
     """One step of the ensemble: model input/output name -> ensemble tensor name."""
@@ -107,6 +147,23 @@ class EnsembleStep:
     model_name: str
     input_map: tuple[tuple[str, str], ...]
     output_map: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class WarmupSample:
+    """One ``model_warmup`` request Triton runs before it marks the model ready (dims exclude the batch axis)."""
+
+    name: str
+    batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    data: Literal["zero", "random"] = "zero"
+
+
+def network_warmup(network: NetworkSpec, max_batch_size: int) -> tuple[WarmupSample, ...]:
+    """Zero-image warmup at batch 1 and at ``max_batch_size`` (none when an input has a variable dim)."""
+    if any(-1 in t.dims for t in network.inputs):
+        return ()
+    return tuple(WarmupSample(f"zeros_batch_{b}", b, network.inputs) for b in sorted({1, max_batch_size}))
 
 
 @dataclass(frozen=True)
@@ -125,6 +182,9 @@ class TritonModelSpec:
     parameters: tuple[tuple[str, str], ...] = ()
     steps: tuple[EnsembleStep, ...] = field(default=())
     description: str = ""
+    warmup: tuple[WarmupSample, ...] = ()
+    gpu_accelerator: str = ""  # onnxruntime on the GPU: "tensorrt" (TensorRT execution provider) or "" (CUDA)
+    accelerator_parameters: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,7 +211,7 @@ def serving_plan(serving: ServingConfig, cores: int | None = None) -> dict[str, 
         "preprocess": StepResources(max(1, min(cores // 2, 4))),
         "preprocess_frames": StepResources(max(1, min(cores // 4, 2))),
         "postprocess": StepResources(max(1, min(cores // 4, 2))),
-        "caption": StepResources(1),
+        "caption": StepResources(1, cores),  # neural captioner: one instance using every core
     }
     instances, threads = serving.instances, serving.onnx_threads
     return {
@@ -163,7 +223,8 @@ def serving_plan(serving: ServingConfig, cores: int | None = None) -> dict[str, 
 
 def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str,
           plan: dict[str, StepResources]) -> TritonModelSpec:
-    serving = config.serving
+    serving, engines = config.serving, config.engines
+    warmup = network_warmup(network, serving.max_batch_size) if serving.warmup else ()
     if variant == "cpu":
         resources = plan[network.name]
         return TritonModelSpec(
@@ -171,12 +232,21 @@ def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str,
             max_batch_size=serving.max_batch_size, instances=resources.instances,
             max_queue_delay_us=serving.max_queue_delay_us,
             parameters=(("onnx_file", "model.onnx"), ("onnx_threads", str(resources.threads))),
-            description=f"{network.source}; ONNX run by onnxruntime inside a python model",
+            description=f"{network.source}; ONNX run by onnxruntime inside a python model", warmup=warmup,
         )
+    accelerator, accelerator_parameters = "", ()
+    if gpu_backend == "onnxruntime" and engines.onnxruntime_accelerator == "tensorrt":
+        # int8 needs a calibration table the provider does not have: TensorRT plans only; fp16 here then.
+        accelerator = "tensorrt"
+        accelerator_parameters = (("precision_mode", "FP32" if engines.precision == "fp32" else "FP16"),
+                                  ("max_workspace_size_bytes", str(engines.workspace_mb << 20)))
+    how = {"tensorrt": f"TensorRT plan ({engines.precision})",
+           "onnxruntime": f"ONNX on onnxruntime ({accelerator or 'CUDA'} execution provider)"}[gpu_backend]
     return TritonModelSpec(
         name=network.name, backend=gpu_backend, inputs=network.inputs, outputs=network.outputs,  # type: ignore[arg-type]
         max_batch_size=serving.max_batch_size, instances=1, kind="KIND_GPU",
-        max_queue_delay_us=serving.max_queue_delay_us, description=network.source,
+        max_queue_delay_us=serving.max_queue_delay_us, description=f"{network.source}; {how}", warmup=warmup,
+        gpu_accelerator=accelerator, accelerator_parameters=accelerator_parameters,
     )
 
 
@@ -208,7 +278,14 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         TensorSpec("LABEL_SCORES", "float32", (k,)),
         TensorSpec("LABEL_IDS", "int32", (k,)),
     )
-    caption = (TensorSpec("CAPTION", "bytes", (1,)), TensorSpec("CAPTION_SOURCE", "bytes", (1,)))
+    caption = (
+        TensorSpec("CAPTION", "bytes", (1,)), TensorSpec("CAPTION_SOURCE", "bytes", (1,)),
+        TensorSpec("CAPTION_TOKENS", "int32", (-1,)),    # neural: the frame caption's token ids (-1 pads)
+        TensorSpec("DENSE_CAPTIONS", "bytes", (-1,)),    # one per captioned detection (b"" pads)
+        TensorSpec("DENSE_BOX_INDEX", "int32", (-1,)),   # its index into BOXES (-1 pads)
+        TensorSpec("DENSE_TOKENS", "int32", (-1, -1)),   # token ids per dense caption (-1 pads)
+    )
+    canvas = (TensorSpec("CAPTION_CANVAS", "uint8", (CANVAS_SIZE, CANVAS_SIZE, 3)),) if cap.neural else ()
     # Per-image validity: a bad image fails alone (b"" in ERROR when it is fine, else the reason).
     image_ok = TensorSpec("IMAGE_OK", "bool", (1,))
     error = TensorSpec("ERROR", "bytes", (1,))
@@ -222,6 +299,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
             image_size,
             image_ok,
             error,
+            *canvas,
         ),
         instances=plan["preprocess"].instances,
         description="decode each JPEG/PNG on its own (a bad one: black frame, IMAGE_OK false, reason in ERROR); "
@@ -245,15 +323,33 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         ),
         description="SSD anchor decoding + per-class NMS; top-k scene labels", **python_step,  # type: ignore[arg-type]
     )
-    captioner = TritonModelSpec(
-        name="caption",
-        inputs=(TensorSpec("CLASS_IDS", "int32", (-1,)), TensorSpec("NUM_DETECTIONS", "int32", (1,)),
-                TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,)), image_ok),
-        outputs=caption, instances=plan["caption"].instances,
-        parameters=(("caption_source", cap.source), ("min_label_score", repr(cap.min_label_score))),
-        description="caption composed from the detections and scene labels (caption_source = template)",
-        **python_step,  # type: ignore[arg-type]
-    )
+    if cap.neural:
+        captioner = TritonModelSpec(
+            name="caption",
+            inputs=(*canvas, detections[0], detections[1], detections[4], image_size, image_ok),
+            outputs=caption, instances=plan["caption"].instances,
+            parameters=(
+                ("caption_source", caption_source_name(cap.model)), ("num_beams", str(cap.num_beams)),
+                ("max_new_tokens", str(cap.max_new_tokens)), ("dense_top_k", str(cap.dense_top_k)),
+                ("dense_min_score", repr(cap.dense_min_score)), ("dense_min_size_px", str(cap.dense_min_size_px)),
+                ("onnx_threads", str(plan["caption"].threads)),
+            ),
+            description=f"neural captions ({cap.model}): the frame and its top {cap.dense_top_k} detections, "
+                        "greedy/beam search over the exported encoder and KV-cache decoder; request parameters "
+                        "num_beams, max_new_tokens and dense_top_k override the defaults",
+            **python_step,  # type: ignore[arg-type]
+        )
+    else:
+        captioner = TritonModelSpec(
+            name="caption",
+            inputs=(TensorSpec("CLASS_IDS", "int32", (-1,)), TensorSpec("NUM_DETECTIONS", "int32", (1,)),
+                    TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,)), image_ok),
+            outputs=caption, instances=plan["caption"].instances,
+            parameters=(("caption_source", TEMPLATE_SOURCE), ("min_label_score", repr(cap.min_label_score))),
+            description="caption composed from the detections and scene labels (caption_source = template); "
+                        "set models.caption.model for a neural captioner (README: Neural captions)",
+            **python_step,  # type: ignore[arg-type]
+        )
 
     def names(ts: tuple[TensorSpec, ...]) -> tuple[tuple[str, str], ...]:
         return tuple((t.name, t.name) for t in ts)

@@ -26,6 +26,8 @@ class BatchedStep:
     #: Merge the requests of a dynamic batch into one ``compute`` call; False when outputs depend on the
     #: position in the request (preprocess numbers each bad image by its index in its own request).
     merge_requests: bool = True
+    #: Zero-pad inputs of different widths (e.g. BOXES padded per request) so they still merge.
+    pad_to_merge: bool = False
     input_names: list[str]
     output_names: list[str]
 
@@ -55,27 +57,50 @@ class BatchedStep:
         reason = str(exc) if isinstance(exc, (MMWError, ValueError)) else f"{type(exc).__name__}: {exc}"
         return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {reason}"))
 
-    def _one(self, inputs: dict[str, np.ndarray]) -> object:
+    def request_options(self, request: object) -> tuple:
+        """Per-request settings (from request parameters); requests are merged only with equal options."""
+        return ()
+
+    def compute_with(self, inputs: dict[str, np.ndarray], options: tuple) -> dict[str, np.ndarray]:
+        """``compute`` for requests sharing ``options``; override to use them."""
+        return self.compute(inputs)
+
+    def _one(self, inputs: dict[str, np.ndarray], options: tuple = ()) -> object:
         try:
-            return self._response(self.compute(inputs))
+            return self._response(self.compute_with(inputs, options))
         except Exception as exc:
             return self._error(exc)
 
     def execute(self, requests: Sequence[object]) -> list[object]:
+        responses: list[object] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            try:
+                groups.setdefault(self.request_options(request), []).append(i)
+            except Exception as exc:
+                responses[i] = self._error(exc)
+        for options, members in groups.items():
+            for i, response in zip(members, self._execute_group([requests[i] for i in members], options), strict=True):
+                responses[i] = response
+        return responses
+
+    def _execute_group(self, requests: Sequence[object], options: tuple) -> list[object]:
         per_request = [self._inputs(r) for r in requests]
         if len(per_request) == 1 or not self.merge_requests:
-            return [self._one(inputs) for inputs in per_request]
+            return [self._one(inputs, options) for inputs in per_request]
+        if self.pad_to_merge:
+            per_request = _pad_ragged(per_request, self.input_names)
         shapes_match = all(
             len({a[name].shape[1:] for a in per_request}) == 1 for name in self.input_names
         )
         if not shapes_match:
-            return [self._one(inputs) for inputs in per_request]
+            return [self._one(inputs, options) for inputs in per_request]
         sizes = [len(a[self.input_names[0]]) for a in per_request]
         merged = {name: np.concatenate([a[name] for a in per_request]) for name in self.input_names}
         try:
-            outputs = self.compute(merged)
+            outputs = self.compute_with(merged, options)
         except Exception:
-            return [self._one(inputs) for inputs in per_request]
+            return [self._one(inputs, options) for inputs in per_request]
         responses, start = [], 0
         for size in sizes:
             part = {name: outputs[name][start : start + size] for name in self.output_names}
@@ -83,6 +108,17 @@ class BatchedStep:
             start += size
         return responses
 
+
+def _pad_ragged(per_request: list[dict[str, np.ndarray]], names: list[str]) -> list[dict[str, np.ndarray]]:
+    """Zero-pad each input to the largest shape among the requests (for padded, counted inputs such as BOXES)."""
+    out = [dict(a) for a in per_request]
+    for name in names:
+        target = np.max([a[name].shape[1:] for a in per_request], axis=0)
+        for a in out:
+            pad = [(0, 0)] + [(0, int(t) - d) for t, d in zip(target, a[name].shape[1:], strict=True)]
+            if any(p[1] for p in pad):
+                a[name] = np.pad(a[name], pad, constant_values=b"" if a[name].dtype == object else 0)
+    return out
 
 
 class OnnxStep(BatchedStep):

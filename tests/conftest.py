@@ -66,14 +66,14 @@ def free_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def serving(state_dir: Path, **server: object) -> Iterator[Config]:
+def serving(state_dir: Path, models: dict | None = None, **server: object) -> Iterator[Config]:
     """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID."""
     from mmw.repository import write_repository
     from mmw.specs import ENSEMBLE_NAME
 
     http, grpc, metrics = free_ports(3)
     config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                       "state_dir": str(state_dir), **server}})
+                                       "state_dir": str(state_dir), **server}, "models": models or {}})
     write_repository(config)
     start_server(config, [ENSEMBLE_NAME], timeout_s=300)
     try:
@@ -86,4 +86,47 @@ def serving(state_dir: Path, **server: object) -> Iterator[Config]:
 def triton(engines: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     """The session's tritonserver (see :func:`serving`)."""
     with serving(tmp_path_factory.mktemp("triton-state")) as config:
+        yield config
+
+
+@pytest.fixture(scope="session")
+def tiny_captioners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Random-weight BLIP and GIT checkpoints (model, tokenizer, image processor), built from configs."""
+    from export.tiny_captioners import build_tiny_captioner
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {arch: build_tiny_captioner(arch, root / f"tiny-{arch}") for arch in ("blip", "git")}
+
+
+@pytest.fixture(scope="session")
+def exported_captioners(tiny_captioners: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny checkpoints exported to ONNX (encoder, KV-cache decoder, no-cache decoder) by ``make engines``' code."""
+    from export.captioner_onnx import build_captioner
+
+    root = tmp_path_factory.mktemp("captioners")
+    out = {}
+    for arch, checkpoint in tiny_captioners.items():
+        out[arch] = root / arch
+        build_captioner(str(checkpoint), out[arch], ROOT)
+    return out
+
+
+NEURAL_CAPTION_SETTINGS = {"num_beams": 1, "max_new_tokens": 8, "dense_top_k": 3, "dense_min_score": 0.5}
+
+
+@pytest.fixture(scope="session")
+def neural_triton(engines: dict[str, Path], tiny_captioners: dict[str, Path],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """A tritonserver whose ensemble captions with the tiny BLIP checkpoint (dense captions on)."""
+    import shutil
+
+    from export.captioner_onnx import build_captioner
+
+    root = tmp_path_factory.mktemp("neural")
+    repo = root / "model_repository"
+    shutil.copytree(ROOT / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__", "*.plan"))
+    checkpoint = tiny_captioners["blip"]
+    build_captioner(str(checkpoint), repo / "caption" / "1", ROOT)
+    models = {"caption": {"model": str(checkpoint), **NEURAL_CAPTION_SETTINGS}}
+    with serving(root / "state", models=models, model_repository=str(repo)) as config:
         yield config

@@ -129,6 +129,8 @@ def test_browser_analyses_the_sample_video(page: OpenPage, sample: Path) -> None
     pg = page.page
     status = pg.locator("#status").inner_text()
     assert "Triton" in status and "scene_understanding ready" in status and "template" in status
+    assert "no captioning model is configured" in status and "Neural captions" in status
+    pg.locator("#dense-note").get_by_text("captions are template ones").wait_for()  # before any analysis too
     _upload(pg, sample)
     pg.locator("#analyse").click()
     pg.wait_for_function(f"() => document.querySelectorAll('{ROWS}').length >= 8", timeout=TIMEOUT_MS)
@@ -155,6 +157,10 @@ def test_browser_analyses_the_sample_video(page: OpenPage, sample: Path) -> None
     assert "results.json" in downloads and "annotated.mp4" in downloads
     assert all(name in downloads for name in EXPORTS), downloads
     assert "8 frames" in pg.locator("#message").inner_text()
+    note = pg.locator("#dense-note").inner_text()
+    assert "captions are template ones" in note and "Neural captions" in note and "README.md#neural-captions" in note
+    assert not pg.locator("#dense-captions").is_visible()  # no table of dense captions with template captions
+    assert "template captions: no captioning model is configured" in pg.locator("#message").inner_text()
     pg.locator("#counts canvas, #counts svg").first.wait_for()
     _screenshot(pg, "app_sample_video.png")
     assert page.external == [], f"the page fetched from outside 127.0.0.1: {page.external}"
@@ -232,6 +238,56 @@ def test_browser_when_triton_is_down_and_upload_too_large(browser: Any, sample: 
         demo.close()
 
 
+@server
+def test_browser_shows_dense_captions_of_a_neural_captioner(browser: Any, neural_triton: Config,
+                                                           tmp_path: Path) -> None:
+    config = dataclasses.replace(neural_triton, app=AppConfig(port=free_ports(1)[0], out_dir=str(tmp_path / "runs")))
+    demo, url = launch_app(config)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        pg = context.new_page()
+        pg.goto(url)
+        status = pg.locator("#status")
+        status.get_by_text("tiny-blip").wait_for()
+        assert "neural captioner" in status.inner_text() and "dense captions for up to 3" in status.inner_text()
+        astronaut = tmp_path / "astronaut.jpg"
+        astronaut.write_bytes(jpeg(photo("astronaut")))
+        _upload(pg, astronaut)
+        pg.locator("#analyse").click()
+        pg.locator("#dense-note").get_by_text("dense caption").first.wait_for()
+        pg.wait_for_function("() => document.querySelectorAll('#dense-captions [role=row].virtual-row').length >= 1")
+        cells = pg.locator("#dense-captions [role=gridcell]").all_inner_texts()
+        assert cells[0] == "astronaut.jpg" and cells[1] == "person", cells  # image, object, score, dense caption
+        assert float(cells[2]) >= 0.5, cells
+        assert "tiny-blip" in pg.locator("#dense-note").inner_text()
+        assert "neural captions by tiny-blip" in pg.locator("#message").inner_text()
+        _screenshot(pg, "app_dense_captions.png")
+    finally:
+        context.close()
+        demo.close()
+
+
+@server
+def test_dense_view_of_a_neural_run(neural_triton: Config, tmp_path: Path) -> None:
+    from clients.app import dense_view
+
+    config = dataclasses.replace(neural_triton, app=AppConfig(port=free_ports(1)[0], out_dir=str(tmp_path / "runs")))
+    report = server_report(config)
+    assert report.caption_source == "tiny-blip" and report.neural_captions
+    assert dict(report.caption_settings)["dense_top_k"] == "3"
+    photos = tmp_path / "coffee.jpg"
+    photos.write_bytes(jpeg(photo("coffee")))
+    result = analyse_upload(config, photos, 2.0, 0.6)  # the app's score slider drops weaker boxes
+    note, table = dense_view(result)
+    image = result.run.results.images[0].image  # type: ignore[union-attr]
+    assert table is not None and len(table) == len(image.dense_captions) >= 1
+    assert list(table.columns) == ["image", "object", "score", "dense caption"]
+    assert all(score >= 0.6 for score in table["score"])
+    assert all(0 <= c.box_index < len(image.detections) for c in image.dense_captions)
+    assert "tiny-blip" in note
+
+
 # --- gradio_client ---------------------------------------------------------------------------------------
 
 
@@ -250,6 +306,8 @@ def test_gradio_client_analyse_endpoint(app_url: str, sample: Path, tmp_path: Pa
     assert parsed.source == "sample.mp4" and len(parsed.frames) == 8 and parsed.complete
     assert all(d.score >= 0.5 for f in parsed.frames for d in f.image.detections)
     assert parsed.models["client_min_score"] == 0.5
+    assert results["schema_version"] == "1.2" and results["captions"]["source"] == "template"
+    assert all(f["dense_captions"] == [] for f in results["frames"])
     assert "8 frames" in summary
     names = sorted(Path(f).name for f in files)
     assert names == sorted(["annotated.mp4", "results.json", *EXPORTS])

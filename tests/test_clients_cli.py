@@ -15,6 +15,7 @@ import pytest
 import clients.cli as cli
 from clients.results import Detection, ImageResult, ImageSetResults, SceneLabel, VideoResults
 from clients.sample_video import make_pattern_video
+from clients.triton_client import CaptionOptions
 from mmw.errors import InferenceError
 
 
@@ -27,8 +28,9 @@ class FakeClient:
     interrupt_at_batch: ClassVar[int | None] = None
 
     def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 60.0, max_in_flight: int = 2,
-                 retry_s: float = 0.0) -> None:
+                 retry_s: float = 0.0, caption: CaptionOptions | None = None) -> None:
         self.url, self.protocol, self.timeout_s, self.max_in_flight = url, protocol, timeout_s, max_in_flight
+        self.caption = caption or CaptionOptions()
         self.batch_sizes: list[int] = []
         FakeClient.made.append(self)
 

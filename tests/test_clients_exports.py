@@ -37,7 +37,7 @@ def test_the_run_writes_every_file(run: VideoRun) -> None:
 
 def test_results_json_is_versioned_and_reads_back(run: VideoRun) -> None:
     data = json.loads(run.results_path.read_text(encoding="utf-8"))
-    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
     assert data["object_counts"] == {"person": 2, "dog": 2}  # a new shot: new tracks
     assert {d.get("track_id") for f in data["frames"] for d in f["detections"]} == {1, 2, 3, 4}
     assert [s["start_s"] for s in data["scenes"]] == [0.0, 2.0, 4.0]

@@ -141,7 +141,7 @@ def test_video_results_json_round_trip(tmp_path: Path) -> None:
     assert read_results(path) == results
     assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary file left behind
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["schema_version"] == SCHEMA_VERSION == "1.1"
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
     assert data["kind"] == "video"
     assert data["frames"][0]["detections"][0] == {
         "box": [1.25, 2.5, 30.0, 40.75],

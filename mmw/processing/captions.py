@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 TEMPLATE_SOURCE = "template"
+NEURAL_CAPTIONS_HINT = ("for BLIP/GIT captions set models.caption.model in config/config.yaml "
+                        "(README.md#neural-captions)")
 _NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 _IRREGULAR = {"person": "people", "mouse": "mice", "knife": "knives", "sheep": "sheep", "skis": "skis",
               "scissors": "scissors", "eye glasses": "eye glasses", "hair drier": "hair driers"}
@@ -57,3 +60,19 @@ def template_caption(object_names: Sequence[str], scene_labels: Sequence[tuple[s
     objects = join_phrases(phrases) if phrases else "no objects detected"
     scene = next((name for name, score in scene_labels if score >= min_label_score), None)
     return f"{objects}; scene: {scene}" if scene else objects
+
+
+def caption_source_name(model: str) -> str:
+    """What CAPTION_SOURCE says for ``models.caption.model``: a hub id as is, a local folder by its name."""
+    path = Path(model).expanduser()
+    return path.name if path.is_dir() or model.startswith((".", "/", "~")) else model
+
+
+def caption_mode_line(model: str, num_beams: int, max_new_tokens: int, dense_top_k: int) -> str:
+    """One line saying how captions are made (``launcher run`` prints it), from ``models.caption``."""
+    if not model.strip():
+        return f"captions: template (composed from detections and labels; models.caption.model is empty); " \
+               f"{NEURAL_CAPTIONS_HINT}"
+    search = "greedy" if num_beams == 1 else f"beam search ({num_beams} beams)"
+    return (f"captions: {caption_source_name(model)} (neural, {search}, up to {max_new_tokens} tokens; "
+            f"dense captions for the top {dense_top_k} detections)")

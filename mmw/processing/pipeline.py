@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmw.errors import InputError
+from mmw.processing.caption_images import caption_canvas
 from mmw.processing.captions import TEMPLATE_SOURCE, template_caption
 from mmw.processing.classification import top_k
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, Detections, postprocess_detections
@@ -38,9 +39,11 @@ class PostprocessParams:
                    int(params["max_detections"]), int(params["top_k"]))
 
 
-def _network_inputs(frames: Sequence[np.ndarray], errors: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def _network_inputs(frames: Sequence[np.ndarray], errors: Sequence[str] | None = None,
+                    canvas: bool = False) -> dict[str, np.ndarray]:
     errors = [""] * len(frames) if errors is None else errors
-    return {"DETECTOR_INPUT": np.stack([detector_input(f) for f in frames]),
+    out = {} if not canvas else {"CAPTION_CANVAS": np.stack([caption_canvas(f) for f in frames])}
+    return out | {"DETECTOR_INPUT": np.stack([detector_input(f) for f in frames]),
             "LABELLER_INPUT": np.stack([labeller_input(f) for f in frames]),
             "IMAGE_SIZE": np.asarray([f.shape[:2] for f in frames], dtype=np.int32),
             "IMAGE_OK": np.array([[not e] for e in errors], dtype=bool).reshape(len(frames), 1),
@@ -52,9 +55,9 @@ def _is_ok(image_ok: np.ndarray | None, n: int) -> np.ndarray:
     return np.ones(n, dtype=bool) if image_ok is None else np.asarray(image_ok, dtype=bool).reshape(n)
 
 
-def preprocess_images(encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
+def preprocess_images(encoded: Sequence[bytes], canvas: bool = False) -> dict[str, np.ndarray]:
     """Encoded images -> DETECTOR_INPUT [N,300,300,3], LABELLER_INPUT [N,224,224,3], IMAGE_SIZE [N,2],
-    IMAGE_OK [N,1] and ERROR [N,1].
+    IMAGE_OK [N,1] and ERROR [N,1] (and CAPTION_CANVAS [N,768,768,3] for a neural captioner).
 
     Each image is decoded on its own: one that does not decode becomes a black frame with
     IMAGE_OK false and its reason in ERROR (``b""`` for a good image), so it fails alone.
@@ -69,10 +72,11 @@ def preprocess_images(encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         except InputError as exc:
             frames.append(BAD_IMAGE_FRAME)
             errors.append(f"IMAGE[{i}]: {exc}")
-    return _network_inputs(frames, errors)
+    return _network_inputs(frames, errors, canvas)
 
 
-def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, np.ndarray]:
+def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS,
+                      canvas: bool = False) -> dict[str, np.ndarray]:
     """Raw RGB frames uint8 [N, H, W, 3] -> the same tensors as :func:`preprocess_images`."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3 or 0 in frames.shape:
         raise InputError(
@@ -80,7 +84,7 @@ def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS) ->
     if frames.shape[1] * frames.shape[2] > max_pixels:
         raise InputError(
             f"FRAME: at most {max_pixels} pixels per frame allowed, got {frames.shape[2]}x{frames.shape[1]}")
-    return _network_inputs(list(frames))
+    return _network_inputs(list(frames), canvas=canvas)
 
 
 def pad_detections(per_image: Sequence[Detections]) -> dict[str, np.ndarray]:
@@ -141,4 +145,10 @@ def caption(class_ids: np.ndarray, num_detections: np.ndarray, label_ids: np.nda
         captions.append([template_caption(objects, scene, min_label_score).encode()])
     n = len(captions)
     return {"CAPTION": np.array(captions, dtype=object).reshape(n, 1),
-            "CAPTION_SOURCE": np.array(sources, dtype=object).reshape(n, 1)}
+            "CAPTION_SOURCE": np.array(sources, dtype=object).reshape(n, 1), **no_dense_captions(n)}
+
+
+def no_dense_captions(n: int) -> dict[str, np.ndarray]:
+    """The token and dense-caption outputs of ``n`` images without any (one padding slot each)."""
+    return {"CAPTION_TOKENS": np.full((n, 1), -1, np.int32), "DENSE_CAPTIONS": np.full((n, 1), b"", dtype=object),
+            "DENSE_BOX_INDEX": np.full((n, 1), -1, np.int32), "DENSE_TOKENS": np.full((n, 1, 1), -1, np.int32)}
