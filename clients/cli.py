@@ -42,10 +42,10 @@ from clients.pipeline import (
 )
 from clients.results import VideoResults, read_results
 from clients.summary import summarize, summary_lines
-from clients.triton_client import CAPTION_PARAMETERS, CaptionOptions, SceneClient
+from clients.triton_client import CaptionOptions, SceneClient
 from clients.video import encode_jpeg, expected_sample_count, probe
 from mmw.cli_args import positive_float, positive_int
-from mmw.config import Config, load_config
+from mmw.config import CAPTION_LIMITS, Config, load_config
 from mmw.errors import ConfigError, InputError, MMWError, ServerUnavailable
 
 PROG = "clients"
@@ -200,7 +200,7 @@ def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
 
 def caption_options_from(args: argparse.Namespace) -> CaptionOptions:
     """``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` (unset: the server's defaults)."""
-    values = {name: getattr(args, name, None) for name in CAPTION_PARAMETERS}
+    values = {name: getattr(args, name, None) for name in CAPTION_LIMITS}
     try:
         return CaptionOptions(**values)
     except ConfigError as exc:

@@ -85,12 +85,8 @@ class Detection:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Detection:
         d = _mapping(data, where)
-        box = _get(d, "box", list, where)
-        if len(box) != 4 or not all(_is_number(v) for v in box):
-            raise InputError(f"{where}.box: expected 4 numbers [x1, y1, x2, y2], got {box!r}")
-        x1, y1, x2, y2 = (float(v) for v in box)
         return cls(
-            box=(x1, y1, x2, y2),
+            box=_box(d, where),
             score=_number(d, "score", where),
             class_id=_get(d, "class_id", int, where),
             class_name=_get(d, "class_name", str, where),
@@ -146,9 +142,7 @@ class DenseCaption:
     @classmethod
     def from_dict(cls, data: Any, where: str) -> DenseCaption:
         d = _mapping(data, where)
-        box = _get(d, "box", list, where)
-        if len(box) != 4 or not all(_is_number(v) for v in box):
-            raise InputError(f"{where}.box: expected 4 numbers [x1, y1, x2, y2], got {box!r}")
+        box = _box(d, where)
         tokens = _list(d, "tokens", where)
         if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
             raise InputError(f"{where}.tokens: expected a list of token ids (integers >= 0), got {tokens!r}")
@@ -157,7 +151,7 @@ class DenseCaption:
             caption=_get(d, "caption", str, where),
             class_name=_get(d, "class_name", str, where),
             score=_number(d, "score", where),
-            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+            box=box,
             tokens=tuple(tokens),
         )
 
@@ -853,6 +847,15 @@ def _number(d: Mapping[str, Any], key: str, where: str) -> float:
     if not _is_number(d[key]):
         raise InputError(f"{where}.{key}: expected a number, got {d[key]!r}")
     return float(d[key])
+
+
+def _box(d: Mapping[str, Any], where: str) -> tuple[float, float, float, float]:
+    """The ``box`` field: 4 numbers [x1, y1, x2, y2]."""
+    box = _get(d, "box", list, where)
+    if len(box) != 4 or not all(_is_number(v) for v in box):
+        raise InputError(f"{where}.box: expected 4 numbers [x1, y1, x2, y2], got {box!r}")
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return x1, y1, x2, y2
 
 
 def _list(d: Mapping[str, Any], key: str, where: str) -> list[Any]:

@@ -32,6 +32,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from clients.results import OPTIONAL_OUTPUTS, OUTPUT_NAMES, ImageResult, parse_outputs
+from mmw.config import CAPTION_LIMITS
 from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
 
 MODEL_NAME = "scene_understanding"
@@ -44,11 +45,6 @@ _GRACE_S = 10.0
 _RETRY_FIRST_S = 0.25
 _RETRY_FACTOR = 2.0
 _RETRY_MAX_S = 4.0
-
-
-#: Caption request parameters: name -> (lowest, highest) allowed (the limits of ``models.caption`` in config.yaml).
-CAPTION_PARAMETERS: dict[str, tuple[int, int]] = {"num_beams": (1, 16), "max_new_tokens": (1, 512),
-                                                  "dense_top_k": (0, 32)}
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,7 @@ class CaptionOptions:
     dense_top_k: int | None = None
 
     def __post_init__(self) -> None:
-        for name, (low, high) in CAPTION_PARAMETERS.items():
+        for name, (low, high) in CAPTION_LIMITS.items():
             value = getattr(self, name)
             if value is None:
                 continue
@@ -75,14 +71,14 @@ class CaptionOptions:
 
     def parameters(self) -> dict[str, int]:
         """The Triton request parameters to send (only the options that are set)."""
-        return {name: int(getattr(self, name)) for name in CAPTION_PARAMETERS if getattr(self, name) is not None}
+        return {name: int(getattr(self, name)) for name in CAPTION_LIMITS if getattr(self, name) is not None}
 
     def merged(self, other: CaptionOptions | None) -> CaptionOptions:
         """These options with ``other``'s set values on top."""
         if other is None:
             return self
         return CaptionOptions(**{name: getattr(other, name) if getattr(other, name) is not None else getattr(self, name)
-                                 for name in CAPTION_PARAMETERS})
+                                 for name in CAPTION_LIMITS})
 
 
 def normalize_url(url: str) -> str:

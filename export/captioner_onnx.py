@@ -27,7 +27,6 @@ from export.captioner_torch import (
     captioner_architecture,
     captioner_shape,
 )
-from export.onnx_export import sha256_file
 from mmw.captioner import (
     DECODER_FILE,
     DECODER_NO_CACHE_FILE,
@@ -35,6 +34,7 @@ from mmw.captioner import (
     META_FILE,
     TOKENIZER_FILE,
 )
+from mmw.engine_provenance import sha256_file
 from mmw.errors import CaptionerError, ExportValidationError
 from mmw.onnx_runtime import create_session
 from mmw.processing.caption_images import PixelSettings

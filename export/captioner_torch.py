@@ -113,7 +113,51 @@ class _Embeddings(nn.Module):
         return e.LayerNorm(e.word_embeddings(input_ids) + e.position_embeddings(positions))
 
 
-class _BlipText(nn.Module):
+def _keys_values(sa: nn.Module, h: torch.Tensor, num_heads: int, past_k: torch.Tensor | None,
+                 past_v: torch.Tensor | None, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention keys/values of ``h``, after layer ``i``'s past ones when there are any."""
+    k, v = _heads(sa.key(h), num_heads), _heads(sa.value(h), num_heads)
+    if past_k is not None:
+        k, v = torch.cat([past_k[:, i], k], 2), torch.cat([past_v[:, i], v], 2)  # type: ignore[index]
+    return k, v
+
+
+class _CachedText(nn.Module):
+    """A text transformer run over new tokens with explicit past keys/values (the shared decoding loop)."""
+
+    layers: nn.ModuleList
+    embed: _Embeddings
+    num_heads: int
+
+    def prefix_tokens(self, static_k: torch.Tensor) -> int | torch.Tensor:
+        """Tokens before the text that the causal mask lets every text token see."""
+        return 0
+
+    def layer(self, i: int, layer: nn.Module, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor, static_k: torch.Tensor, static_v: torch.Tensor) -> torch.Tensor:
+        """The rest of layer ``i`` once its queries and (past + new) keys/values are known."""
+        raise NotImplementedError
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states of the last position [B, 1, D] -> logits [B, 1, V]."""
+        raise NotImplementedError
+
+    def run(self, input_ids: torch.Tensor, static_k: torch.Tensor, static_v: torch.Tensor,
+            past_k: torch.Tensor | None, past_v: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
+        past = 0 if past_k is None else past_k.shape[3]
+        h = self.embed(input_ids, past)
+        mask = _causal_mask(input_ids.shape[1], past, self.prefix_tokens(static_k), h.dtype)
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            sa = layer.attention.self
+            k, v = _keys_values(sa, h, self.num_heads, past_k, past_v, i)
+            new_k.append(k)
+            new_v.append(v)
+            h = self.layer(i, layer, h, _heads(sa.query(h), self.num_heads), k, v, mask, static_k, static_v)
+        return self.head(h[:, -1:, :])[:, 0, :], new_k, new_v
+
+
+class _BlipText(_CachedText):
     """BLIP's text decoder with explicit keys/values (self-attention past, cross-attention static)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -128,29 +172,18 @@ class _BlipText(nn.Module):
         values = [_heads(layer.crossattention.self.value(memory), self.num_heads) for layer in self.layers]
         return torch.stack(keys, 1), torch.stack(values, 1)
 
-    def run(self, input_ids: torch.Tensor, static_k: torch.Tensor, static_v: torch.Tensor,
-            past_k: torch.Tensor | None, past_v: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
-        past = 0 if past_k is None else past_k.shape[3]
-        h = self.embed(input_ids, past)
-        mask = _causal_mask(input_ids.shape[1], past, 0, h.dtype)
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            sa = layer.attention.self
-            k, v = _heads(sa.key(h), self.num_heads), _heads(sa.value(h), self.num_heads)
-            if past_k is not None:
-                k, v = torch.cat([past_k[:, i], k], 2), torch.cat([past_v[:, i], v], 2)
-            new_k.append(k)
-            new_v.append(v)
-            a = layer.attention.output(_merge(_attend(_heads(sa.query(h), self.num_heads), k, v, mask)), h)
-            ca = layer.crossattention.self
-            c = _attend(_heads(ca.query(a), self.num_heads), static_k[:, i], static_v[:, i], None)
-            c = layer.crossattention.output(_merge(c), a)
-            h = layer.output(layer.intermediate(c), c)
-        logits = self.decoder.cls(h[:, -1:, :])[:, 0, :]
-        return logits, new_k, new_v
+    def layer(self, i: int, layer: nn.Module, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor, static_k: torch.Tensor, static_v: torch.Tensor) -> torch.Tensor:
+        a = layer.attention.output(_merge(_attend(q, k, v, mask)), h)
+        c = _attend(_heads(layer.crossattention.self.query(a), self.num_heads), static_k[:, i], static_v[:, i], None)
+        c = layer.crossattention.output(_merge(c), a)
+        return layer.output(layer.intermediate(c), c)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder.cls(h)
 
 
-class _GitText(nn.Module):
+class _GitText(_CachedText):
     """GIT's transformer with explicit keys/values: image tokens first (bidirectional), then text (causal)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -166,34 +199,26 @@ class _GitText(nn.Module):
 
     def static_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, keys, values = memory, [], []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             sa = layer.attention.self
-            k, v = _heads(sa.key(h), self.num_heads), _heads(sa.value(h), self.num_heads)
+            k, v = _keys_values(sa, h, self.num_heads, None, None, i)
             keys.append(k)
             values.append(v)
             a = layer.attention.output(_merge(_attend(_heads(sa.query(h), self.num_heads), k, v, None)), h)
             h = layer.output(layer.intermediate(a), a)
         return torch.stack(keys, 1), torch.stack(values, 1)
 
-    def run(self, input_ids: torch.Tensor, static_k: torch.Tensor, static_v: torch.Tensor,
-            past_k: torch.Tensor | None, past_v: torch.Tensor | None) -> tuple[torch.Tensor, list, list]:
-        past = 0 if past_k is None else past_k.shape[3]
-        h = self.embed(input_ids, past)
-        mask = _causal_mask(input_ids.shape[1], past, static_k.shape[3], h.dtype)
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            sa = layer.attention.self
-            k, v = _heads(sa.key(h), self.num_heads), _heads(sa.value(h), self.num_heads)
-            if past_k is not None:
-                k, v = torch.cat([past_k[:, i], k], 2), torch.cat([past_v[:, i], v], 2)
-            new_k.append(k)
-            new_v.append(v)
-            keys, values = torch.cat([static_k[:, i], k], 2), torch.cat([static_v[:, i], v], 2)
-            a = _attend(_heads(sa.query(h), self.num_heads), keys, values, mask)
-            a = layer.attention.output(_merge(a), h)
-            h = layer.output(layer.intermediate(a), a)
-        logits = self.model.output(h[:, -1:, :])[:, 0, :]
-        return logits, new_k, new_v
+    def prefix_tokens(self, static_k: torch.Tensor) -> int | torch.Tensor:
+        return static_k.shape[3]  # the image tokens
+
+    def layer(self, i: int, layer: nn.Module, h: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              mask: torch.Tensor, static_k: torch.Tensor, static_v: torch.Tensor) -> torch.Tensor:
+        keys, values = torch.cat([static_k[:, i], k], 2), torch.cat([static_v[:, i], v], 2)
+        a = layer.attention.output(_merge(_attend(q, keys, values, mask)), h)
+        return layer.output(layer.intermediate(a), a)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.output(h)
 
 
 def _text(model: nn.Module) -> _BlipText | _GitText:

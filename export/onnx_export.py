@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmw.engine_provenance import sha256_file
 from mmw.errors import ExportError, ExportValidationError
 from mmw.onnx_runtime import create_session
 from mmw.specs import NetworkSpec
@@ -36,14 +37,6 @@ class ValidationReport:
     batches: tuple[int, ...]
     atol: float
     rtol: float
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint(spec: NetworkSpec, weights: Path, root: Path) -> str:

@@ -11,10 +11,9 @@ import dataclasses
 import json
 
 from mmw.captioner import CaptionerMeta, DenseSettings
+from mmw.config import CAPTION_LIMITS
 from mmw.errors import CaptionerError
 from mmw.processing.caption_decoding import SearchSettings
-
-OVERRIDABLE = ("num_beams", "max_new_tokens", "dense_top_k")
 
 
 def step_settings(parameters: dict[str, str], meta: CaptionerMeta) -> tuple[SearchSettings, DenseSettings]:
@@ -33,12 +32,13 @@ def request_overrides(parameters_json: str, defaults: tuple[SearchSettings, Dens
         given = json.loads(parameters_json or "{}")
     except ValueError:
         given = {}
-    ours = {k: v for k, v in given.items() if k in OVERRIDABLE}
+    ours = {k: v for k, v in given.items() if k in CAPTION_LIMITS}
     for key, value in ours.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise CaptionerError(f"request parameter {key}: expected an integer, got {value!r}")
-    if "dense_top_k" in ours and not 0 <= ours["dense_top_k"] <= 32:
-        raise CaptionerError(f"request parameter dense_top_k: expected 0..32, got {ours['dense_top_k']}")
+    low, high = CAPTION_LIMITS["dense_top_k"]  # num_beams and max_new_tokens: SearchSettings checks them
+    if "dense_top_k" in ours and not low <= ours["dense_top_k"] <= high:
+        raise CaptionerError(f"request parameter dense_top_k: expected {low}..{high}, got {ours['dense_top_k']}")
     search = dataclasses.replace(
         search, num_beams=ours.get("num_beams", search.num_beams),
         max_new_tokens=ours.get("max_new_tokens", search.max_new_tokens))

@@ -20,6 +20,10 @@ from mmw.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
+#: Caption settings a request may override: name -> (lowest, highest) allowed. One table for
+#: config.yaml (``models.caption``), the served captioner's request parameters and the clients.
+CAPTION_LIMITS: dict[str, tuple[int, int]] = {"num_beams": (1, 16), "max_new_tokens": (1, 512),
+                                              "dense_top_k": (0, 32)}
 
 
 @dataclass(frozen=True)
@@ -146,13 +150,11 @@ class CaptionConfig:
     def __post_init__(self) -> None:
         _unit_interval("models.caption.min_label_score", self.min_label_score)
         _unit_interval("models.caption.dense_min_score", self.dense_min_score)
-        if not 1 <= self.num_beams <= 16:
-            raise ConfigError(f"models.caption.num_beams: expected 1..16, got {self.num_beams}")
-        if not 1 <= self.max_new_tokens <= 512:
-            raise ConfigError(f"models.caption.max_new_tokens: expected 1..512, got {self.max_new_tokens}")
-        if not 0 <= self.dense_top_k <= 32:
-            raise ConfigError(f"models.caption.dense_top_k: expected 0..32 (0: no dense captions), "
-                              f"got {self.dense_top_k}")
+        for name, (low, high) in CAPTION_LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                hint = " (0: no dense captions)" if name == "dense_top_k" else ""
+                raise ConfigError(f"models.caption.{name}: expected {low}..{high}{hint}, got {value}")
         if self.dense_min_size_px < 1:
             raise ConfigError(f"models.caption.dense_min_size_px: expected >= 1, got {self.dense_min_size_px}")
 

@@ -5,6 +5,7 @@ Screenshots land in ``artifacts/`` at the repository root.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -107,6 +108,21 @@ def page(browser: Any, app_url: str) -> Iterator[OpenPage]:
         yield opened
     finally:
         context.close()
+
+
+@contextlib.contextmanager
+def _app_page(browser: Any, config: Config) -> Iterator[Any]:
+    """A page of a freshly launched app for ``config``, at its URL; the app and the context closed after."""
+    demo, url = launch_app(config)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        pg = context.new_page()
+        pg.goto(url)
+        yield pg
+    finally:
+        context.close()
+        demo.close()
 
 
 def _screenshot(page: Any, name: str) -> Path:
@@ -213,12 +229,7 @@ def test_browser_when_triton_is_down_and_upload_too_large(browser: Any, sample: 
     http, grpc, metrics, port = free_ports(4)
     config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics},
                             "app": {"port": port, "out_dir": str(tmp_path / "runs"), "max_upload_mb": 0.1}})
-    demo, url = launch_app(config)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    try:
-        pg = context.new_page()
-        pg.goto(url)
+    with _app_page(browser, config) as pg:
         status = pg.locator("#status")
         status.get_by_text("Triton is not reachable").wait_for()
         assert "launcher run" in status.inner_text()
@@ -233,21 +244,13 @@ def test_browser_when_triton_is_down_and_upload_too_large(browser: Any, sample: 
         assert "launcher run" in message.inner_text()
         assert "Traceback" not in pg.content()
         _screenshot(pg, "app_triton_down.png")
-    finally:
-        context.close()
-        demo.close()
 
 
 @server
 def test_browser_shows_dense_captions_of_a_neural_captioner(browser: Any, neural_triton: Config,
                                                            tmp_path: Path) -> None:
     config = dataclasses.replace(neural_triton, app=AppConfig(port=free_ports(1)[0], out_dir=str(tmp_path / "runs")))
-    demo, url = launch_app(config)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    try:
-        pg = context.new_page()
-        pg.goto(url)
+    with _app_page(browser, config) as pg:
         status = pg.locator("#status")
         status.get_by_text("tiny-blip").wait_for()
         assert "neural captioner" in status.inner_text() and "dense captions for up to 3" in status.inner_text()
@@ -263,9 +266,6 @@ def test_browser_shows_dense_captions_of_a_neural_captioner(browser: Any, neural
         assert "tiny-blip" in pg.locator("#dense-note").inner_text()
         assert "neural captions by tiny-blip" in pg.locator("#message").inner_text()
         _screenshot(pg, "app_dense_captions.png")
-    finally:
-        context.close()
-        demo.close()
 
 
 @server

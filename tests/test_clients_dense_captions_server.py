@@ -33,6 +33,14 @@ def _images() -> list[bytes]:
     return [jpeg(photo(name)) for name in PHOTOS]
 
 
+def _photo_files(folder: Path) -> list[Path]:
+    """The PHOTOS as JPEG files in ``folder``."""
+    paths = [folder / f"{name}.jpg" for name in PHOTOS]
+    for name, path in zip(PHOTOS, paths, strict=True):
+        path.write_bytes(jpeg(photo(name)))
+    return paths
+
+
 def _url(config: Config, protocol: str) -> str:
     return f"127.0.0.1:{config.server.grpc_port if protocol == 'grpc' else config.server.http_port}"
 
@@ -87,10 +95,7 @@ def test_template_server_accepts_and_ignores_caption_parameters(triton: Config, 
 
 
 def test_cli_image_against_the_template_server_says_captions_are_templates(triton: Config, tmp_path: Path) -> None:
-    paths = []
-    for name in PHOTOS:
-        paths.append(tmp_path / f"{name}.jpg")
-        paths[-1].write_bytes(jpeg(photo(name)))
+    paths = _photo_files(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "clients", "image", *map(str, paths), "--out", str(out),
                            "--url", _url(triton, "grpc"), "--num-beams", "2", "--dense-top-k", "1"],
@@ -198,10 +203,7 @@ def test_scene_client_refuses_a_bad_option_before_sending(neural_triton: Config)
 
 
 def test_cli_image_with_a_neural_captioner(neural_triton: Config, tmp_path: Path) -> None:
-    paths = []
-    for name in PHOTOS:
-        paths.append(tmp_path / f"{name}.jpg")
-        paths[-1].write_bytes(jpeg(photo(name)))
+    paths = _photo_files(tmp_path)
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "clients", "image", *map(str, paths), "--out", str(out),
                            "--url", _url(neural_triton, "http"), "--protocol", "http", "--max-new-tokens", "3",

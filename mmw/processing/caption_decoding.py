@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from mmw.config import CAPTION_LIMITS
 from mmw.errors import CaptionerError
 
 NEG_INF = np.float32(-1.0e9)  # what transformers adds to rule a candidate out
@@ -38,10 +39,10 @@ class SearchSettings:
     early_stopping: bool | str = False
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_new_tokens <= 512:
-            raise CaptionerError(f"max_new_tokens: expected 1..512, got {self.max_new_tokens}")
-        if not 1 <= self.num_beams <= 16:
-            raise CaptionerError(f"num_beams: expected 1..16, got {self.num_beams}")
+        for name in ("max_new_tokens", "num_beams"):
+            low, high = CAPTION_LIMITS[name]
+            if not low <= getattr(self, name) <= high:
+                raise CaptionerError(f"{name}: expected {low}..{high}, got {getattr(self, name)}")
         if self.early_stopping not in (True, False, "never"):
             raise CaptionerError(f"early_stopping: expected true, false or 'never', got {self.early_stopping!r}")
 
