@@ -13,7 +13,7 @@ RESULTS := results/sample
 APP_PID := .triton/app.pid
 APP_LOG := .triton/app.log
 
-.PHONY: install system-deps docker-deps engines repository repository-gpu sample run stop status logs perf bench bench-captions soak test lint clean \
+.PHONY: install system-deps docker-deps engines repository repository-gpu sample run stop status logs perf bench bench-captions soak test lint clean fidelity \
 	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
@@ -78,6 +78,7 @@ perf: install
 	$(PY) -m clients perf
 
 bench: engines
+	$(PY) -m benchmarks.resize_benchmark --out results/resize_benchmark.json
 	$(PY) -m benchmarks.pipeline_benchmark --out results/benchmark.json
 
 bench-captions: install
@@ -85,6 +86,10 @@ bench-captions: install
 
 soak: engines
 	$(PY) -m benchmarks.soak --clients 8 --requests 10000 --out results/soak.json
+
+# The fidelity table (README: Fidelity): what is served vs the source models, on HD and 4K frames too.
+fidelity: engines
+	$(PY) -m export fidelity --out results/fidelity.json
 
 lint: install
 	$(PY) -m ruff check .

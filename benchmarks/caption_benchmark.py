@@ -30,16 +30,14 @@ TARGETS = {"uncached / cached (s per caption)": 3.0, "served / in-process (capti
            "served / in-process (captions/s, 4 in flight)": 0.9}
 
 
-def canvases(n: int) -> np.ndarray:
-    from mmw.processing.caption_images import caption_canvas
-
-    rng = np.random.default_rng(0)
-    return np.stack([caption_canvas(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for _ in range(n)])
+def random_frames(n: int) -> np.ndarray:
+    """``n`` random 640x480 RGB frames (what the caption step gets as FRAME)."""
+    return np.random.default_rng(0).integers(0, 256, (n, 480, 640, 3), dtype=np.uint8)
 
 
-def caption_inputs(canvas: np.ndarray) -> dict[str, np.ndarray]:
-    n = len(canvas)
-    return {"CAPTION_CANVAS": canvas, "BOXES": np.zeros((n, 1, 4), np.float32), "SCORES": np.zeros((n, 1), np.float32),
+def caption_inputs(frames: np.ndarray) -> dict[str, np.ndarray]:
+    n = len(frames)
+    return {"FRAME": frames, "BOXES": np.zeros((n, 1, 4), np.float32), "SCORES": np.zeros((n, 1), np.float32),
             "NUM_DETECTIONS": np.zeros((n, 1), np.int32), "IMAGE_SIZE": np.tile([[480, 640]], (n, 1)).astype(np.int32),
             "IMAGE_OK": np.ones((n, 1), bool)}
 
@@ -97,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
     captioner = OnnxCaptioner(repo / "caption" / "1", threads=2)
     captioner.meta = dataclasses.replace(captioner.meta, eos_token_id=-1)  # exactly TOKENS tokens per caption
-    canvas = canvases(args.images)
-    pixels = pixel_values(list(canvas[:2]), captioner.meta.pixels)
+    frames = random_frames(args.images)
+    pixels = pixel_values(list(frames[:2]), captioner.meta.pixels)
     print(f"decoder latency at {TOKENS} tokens ...", flush=True)
     latency = decoder_latency(captioner, pixels, repeats=2)
 
@@ -109,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             "BOXES", "SCORES", "NUM_DETECTIONS", "IMAGE_SIZE", "IMAGE_OK")], search, dense, "bench")
         return images
 
-    singles = [[c] for c in canvas]
-    fours = [list(canvas[i:i + 4]) for i in range(0, len(canvas), 4)]
-    in_process([canvas[0]])  # warm
+    singles = [[f] for f in frames]
+    fours = [list(frames[i:i + 4]) for i in range(0, len(frames), 4)]
+    in_process([frames[0]])  # warm
     local = {1: throughput(in_process, singles, 1), 4: throughput(in_process, fours, 1)}
 
     import tritonclient.grpc as grpcclient
@@ -132,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             client.infer("caption", inputs)
             return images
 
-        served_call([canvas[0]])  # warm
+        served_call([frames[0]])  # warm
         served = {1: throughput(served_call, singles, 1), 4: throughput(served_call, singles, 4)}
 
     ratios = {"uncached / cached (s per caption)": latency["uncached"] / latency["cached"],

@@ -1,4 +1,5 @@
-"""``python -m export``: build the ONNX networks (``engines``) and the repository configs (``repository``)."""
+"""``python -m export``: build the ONNX networks (``engines``), the repository configs (``repository``), and
+compare what is served with the source models (``fidelity``)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,27 @@ def build_caption_model(config, repo: Path, force: bool) -> list[str]:
     return build_captioner(cap.model, repo / "caption" / "1", PROJECT_ROOT, force)
 
 
+def report_fidelity(config_path: str | None, captions: bool, out: Path | None) -> int:
+    """Print the fidelity table (progress on stderr); 1 when a check fails."""
+    import dataclasses
+    import json
+
+    from export.fidelity import fidelity_checks, format_table
+
+    config = load_config(config_path)
+    checks = fidelity_checks(config.path(config.server.model_repository), captions,
+                             progress=lambda step: print(f"fidelity: {step} ...", file=sys.stderr, flush=True))
+    print(format_table(checks))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([dataclasses.asdict(c) for c in checks], indent=2) + "\n", encoding="utf-8")
+    failed = [c.check for c in checks if not c.passed]
+    if failed:
+        print(f"export: error: {len(failed)} fidelity check(s) failed: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     parser.add_argument("--config", help="config.yaml to use (default: config/config.yaml)")
@@ -72,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                             help="what serves the networks in the gpu variant (default: engines.gpu_backend)")
     repository.add_argument("--cores", type=positive_int, help="plan instances for this many cores (default: here)")
     sub.add_parser("check", help="fail when a committed config.pbtxt drifted from its spec")
+    fidelity = sub.add_parser("fidelity", help="compare what is served with the source models; print the table")
+    fidelity.add_argument("--no-captions", action="store_true", help="skip the tiny BLIP/GIT caption checks")
+    fidelity.add_argument("--out", type=Path, help="also write the checks as JSON here")
     args = parser.parse_args(argv)
     try:
         if args.command == "engines":
@@ -81,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
             changed = write_repository(config, args.root, args.variant, args.gpu_backend, args.cores)
             print(f"{len(changed)} repository files rewritten" if changed else "all repository files up to date")
+        elif args.command == "fidelity":
+            return report_fidelity(args.config, not args.no_captions, args.out)
         else:
             check_repository(load_config(args.config))
             print("model repository configs match their specs")

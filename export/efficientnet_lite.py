@@ -1,7 +1,7 @@
 """EfficientNet-Lite0 (ImageNet-1k) scene labeller from ``efficientnet-lite-pytorch``.
 
-uint8 images [N, 224, 224, 3] in, logits [N, 1000] out; scaling to [-1, 1] happens in the
-network so the tensor between Triton steps stays uint8. ``set_swish()`` is never called: the
+float32 pixel values [N, 224, 224, 3] (0..255, the evaluation resize's output) in, logits [N, 1000]
+out; scaling to [-1, 1] happens in the network. ``set_swish()`` is never called: the
 pretrained Lite weights expect ReLU6.
 """
 
@@ -31,7 +31,7 @@ def lite0_weights_path() -> Path:
 
 
 class EfficientNetLiteLabeller(nn.Module):
-    """uint8 NHWC images -> ImageNet logits."""
+    """NHWC pixel values (0..255) -> ImageNet logits."""
 
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
@@ -58,6 +58,6 @@ def load_efficientnet_lite0(weights: str | Path | None = None) -> EfficientNetLi
 
 
 def example_input(batch: int = 1) -> torch.Tensor:
-    """A deterministic uint8 input of the labeller's shape."""
+    """A deterministic input of the labeller's shape: float pixel values in [0, 255)."""
     g = torch.Generator().manual_seed(1)
-    return torch.randint(0, 256, (batch, LABELLER_INPUT_SIZE, LABELLER_INPUT_SIZE, 3), dtype=torch.uint8, generator=g)
+    return torch.rand((batch, LABELLER_INPUT_SIZE, LABELLER_INPUT_SIZE, 3), generator=g) * 255

@@ -1,9 +1,9 @@
 """SSD MobileNet V2 COCO (TF model zoo ``ssd_mobilenet_v2_coco_2018_03_29``) rebuilt in PyTorch.
 
-The network part only: uint8 NHWC images in, raw heads out (box encodings and per-class sigmoid
-scores for the 1917 anchors). Anchor decoding and NMS live in :mod:`mmw.processing.detection`,
-so the exported ONNX stays TensorRT-friendly. Weights load from the frozen GraphDef with
-:mod:`export.tf_graphdef`, without TensorFlow.
+The network part only: float32 NHWC pixel values (0..255, the graph's own resize output) in, raw
+heads out (box encodings and per-class sigmoid scores for the 1917 anchors). Anchor decoding and
+NMS live in :mod:`mmw.processing.detection`, so the exported ONNX stays TensorRT-friendly. Weights
+load from the frozen GraphDef with :mod:`export.tf_graphdef`, without TensorFlow.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class InvertedResidual(nn.Module):
 
 
 class SSDMobileNetV2(nn.Module):
-    """uint8 images [N, 300, 300, 3] -> box_encodings [N, 1917, 4], class_scores [N, 1917, 91]."""
+    """float32 pixels [N, 300, 300, 3] -> box_encodings [N, 1917, 4], class_scores [N, 1917, 91]."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -191,9 +191,9 @@ def load_ssd_mobilenet_v2(path: str | Path | None = None) -> SSDMobileNetV2:
 
 
 def example_input(batch: int = 1) -> torch.Tensor:
-    """A deterministic uint8 input of the detector's shape."""
+    """A deterministic input of the detector's shape: float pixel values in [0, 255)."""
     g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (batch, DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3), dtype=torch.uint8, generator=g)
+    return torch.rand((batch, DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3), generator=g) * 255
 
 
 assert sum(a * s * s for a, s in zip(_ANCHORS_PER_CELL, SSD_GRID_SIZES, strict=False)) == NUM_ANCHORS

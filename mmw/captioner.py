@@ -172,29 +172,32 @@ def _pad(rows: list[list[int]], width: int | None = None) -> np.ndarray:
     return out
 
 
-def neural_captions(captioner: OnnxCaptioner, canvas: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
+def neural_captions(captioner: OnnxCaptioner, frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray,
                     num_detections: np.ndarray, image_size: np.ndarray, image_ok: np.ndarray | None,
                     settings: SearchSettings, dense: DenseSettings, source: str) -> dict[str, np.ndarray]:
     """A caption per image and per chosen detection, all decoded in one batch.
 
-    Returns CAPTION [N,1], CAPTION_SOURCE [N,1], CAPTION_TOKENS [N,L], DENSE_CAPTIONS [N,K],
-    DENSE_BOX_INDEX [N,K] (index into BOXES; -1 pads) and DENSE_TOKENS [N,K,L] (-1 pads). An image
-    whose IMAGE_OK is false gets empty captions and no dense captions.
+    ``frames`` are the decoded images uint8 [N, H, W, 3], zero-padded to the largest (IMAGE_SIZE gives
+    each one's size): the frame caption sees the whole image and each dense caption the crop of the
+    original image under its box. Returns CAPTION [N,1], CAPTION_SOURCE [N,1], CAPTION_TOKENS [N,L],
+    DENSE_CAPTIONS [N,K], DENSE_BOX_INDEX [N,K] (index into BOXES; -1 pads) and DENSE_TOKENS [N,K,L]
+    (-1 pads). An image whose IMAGE_OK is false gets empty captions and no dense captions.
     """
-    from mmw.processing.caption_images import crop_from_canvas, dense_crop_indices, pixel_values
+    from mmw.processing.caption_images import crop_box, dense_crop_indices, frames_of, pixel_values
 
-    n = len(canvas)
+    images = frames_of(frames, image_size)
+    n = len(images)
     ok = np.ones(n, bool) if image_ok is None else np.asarray(image_ok, bool).reshape(n)
     crops, owners, box_index = [], [], []
-    for i in range(n):
+    for i, image in enumerate(images):
         if not ok[i]:
             continue
-        crops.append(canvas[i])
+        crops.append(image)
         owners.append(i)
         box_index.append(-1)
         for j in dense_crop_indices(boxes[i], scores[i], int(num_detections[i].reshape(-1)[0]), dense.top_k,
                                     dense.min_score, dense.min_size_px):
-            crops.append(crop_from_canvas(canvas[i], boxes[i, j], image_size[i]))
+            crops.append(crop_box(image, boxes[i, j]))
             owners.append(i)
             box_index.append(int(j))
     tokens = captioner.generate(pixel_values(crops, captioner.meta.pixels), settings) if crops else []

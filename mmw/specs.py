@@ -16,7 +16,6 @@ import numpy as np
 
 from mmw.config import Config, ServingConfig
 from mmw.errors import ModelSpecError
-from mmw.processing.caption_images import CANVAS_SIZE
 from mmw.processing.captions import TEMPLATE_SOURCE, caption_source_name
 from mmw.processing.classification import LABELLER_INPUT_SIZE
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
@@ -84,7 +83,7 @@ class NetworkSpec:
 
 DETECTOR = NetworkSpec(
     name="detector",
-    inputs=(TensorSpec("images", "uint8", (DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3)),),
+    inputs=(TensorSpec("images", "float32", (DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3)),),  # pixels 0..255
     outputs=(
         TensorSpec("box_encodings", "float32", (NUM_ANCHORS, 4)),
         TensorSpec("class_scores", "float32", (NUM_ANCHORS, NUM_DETECTOR_CLASSES)),
@@ -96,7 +95,7 @@ DETECTOR = NetworkSpec(
 
 LABELLER = NetworkSpec(
     name="labeller",
-    inputs=(TensorSpec("images", "uint8", (LABELLER_INPUT_SIZE, LABELLER_INPUT_SIZE, 3)),),
+    inputs=(TensorSpec("images", "float32", (LABELLER_INPUT_SIZE, LABELLER_INPUT_SIZE, 3)),),  # pixels 0..255
     outputs=(TensorSpec("logits", "float32", (1000,)),),
     atol=1e-3,
     rtol=1e-3,
@@ -285,30 +284,32 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         TensorSpec("DENSE_BOX_INDEX", "int32", (-1,)),   # its index into BOXES (-1 pads)
         TensorSpec("DENSE_TOKENS", "int32", (-1, -1)),   # token ids per dense caption (-1 pads)
     )
-    canvas = (TensorSpec("CAPTION_CANVAS", "uint8", (CANVAS_SIZE, CANVAS_SIZE, 3)),) if cap.neural else ()
+    frame = TensorSpec("FRAME", "uint8", (-1, -1, 3))
+    # A neural captioner sees the original image: the decoded one (zero-padded in a batch) or the raw FRAME.
+    decoded_frame = TensorSpec("DECODED_FRAME", "uint8", (-1, -1, 3))
+    decoded = (decoded_frame,) if cap.neural else ()
     # Per-image validity: a bad image fails alone (b"" in ERROR when it is fine, else the reason).
     image_ok = TensorSpec("IMAGE_OK", "bool", (1,))
     error = TensorSpec("ERROR", "bytes", (1,))
     plan = serving_plan(s, cores)
     python_step = dict(backend="python", max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
+    network_inputs = (
+        # The resized frames exactly as the source models' own float resizes give them (no uint8 rounding).
+        TensorSpec("DETECTOR_INPUT", DETECTOR.inputs[0].dtype, DETECTOR.inputs[0].dims),
+        TensorSpec("LABELLER_INPUT", LABELLER.inputs[0].dtype, LABELLER.inputs[0].dims),
+        image_size,
+        image_ok,
+        error,
+    )
     preprocess = TritonModelSpec(
-        name="preprocess", inputs=(image,),
-        outputs=(
-            TensorSpec("DETECTOR_INPUT", "uint8", DETECTOR.inputs[0].dims),
-            TensorSpec("LABELLER_INPUT", "uint8", LABELLER.inputs[0].dims),
-            image_size,
-            image_ok,
-            error,
-            *canvas,
-        ),
+        name="preprocess", inputs=(image,), outputs=(*network_inputs, *decoded),
         instances=plan["preprocess"].instances,
         description="decode each JPEG/PNG on its own (a bad one: black frame, IMAGE_OK false, reason in ERROR); "
                     "resize for the detector and the labeller",
         **python_step,  # type: ignore[arg-type]
     )
-    frame = TensorSpec("FRAME", "uint8", (-1, -1, 3))
     preprocess_raw = TritonModelSpec(
-        name="preprocess_frames", inputs=(frame,), outputs=preprocess.outputs,
+        name="preprocess_frames", inputs=(frame,), outputs=network_inputs,
         instances=plan["preprocess_frames"].instances,
         description="resize raw RGB frames for the detector and the labeller", **python_step,  # type: ignore[arg-type]
     )
@@ -326,7 +327,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     if cap.neural:
         captioner = TritonModelSpec(
             name="caption",
-            inputs=(*canvas, detections[0], detections[1], detections[4], image_size, image_ok),
+            inputs=(frame, detections[0], detections[1], detections[4], image_size, image_ok),
             outputs=caption, instances=plan["caption"].instances,
             parameters=(
                 ("caption_source", caption_source_name(cap.model)), ("num_beams", str(cap.num_beams)),
@@ -354,6 +355,11 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     def names(ts: tuple[TensorSpec, ...]) -> tuple[tuple[str, str], ...]:
         return tuple((t.name, t.name) for t in ts)
 
+    def caption_step(frame_tensor: str) -> EnsembleStep:
+        """The caption step; a neural captioner's FRAME is the ensemble's ``frame_tensor``."""
+        inputs = tuple((t.name, frame_tensor if t.name == frame.name else t.name) for t in captioner.inputs)
+        return EnsembleStep("caption", inputs, names(caption))
+
     ensemble = TritonModelSpec(
         name=ENSEMBLE_NAME, backend="ensemble", inputs=(image,),
         outputs=(*detections, *labels, *caption, error), max_batch_size=s.max_batch_size, dynamic_batching=False,
@@ -363,14 +369,15 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
                          tuple((t.name, t.name) for t in DETECTOR.outputs)),
             EnsembleStep("labeller", (("images", "LABELLER_INPUT"),), (("logits", "logits"),)),
             EnsembleStep("postprocess", names(postprocess.inputs), names(postprocess.outputs)),
-            EnsembleStep("caption", names(captioner.inputs), names(caption)),
+            caption_step(decoded_frame.name),
         ),
         description="encoded images -> detections, scene labels and a caption per image (ERROR: why one failed)",
     )
     raw_ensemble = TritonModelSpec(
         name=RAW_ENSEMBLE_NAME, backend="ensemble", inputs=(frame,), outputs=ensemble.outputs,
         max_batch_size=s.max_batch_size, dynamic_batching=False,
-        steps=(EnsembleStep("preprocess_frames", names((frame,)), names(preprocess.outputs)), *ensemble.steps[1:]),
+        steps=(EnsembleStep("preprocess_frames", names((frame,)), names(preprocess_raw.outputs)),
+               *ensemble.steps[1:-1], caption_step(frame.name)),
         description="raw RGB frames uint8 [H, W, 3] (one size per request) -> the same outputs",
     )
     networks = [_step(n, config, variant, gpu_backend, plan) for n in NETWORKS.values()]

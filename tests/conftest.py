@@ -114,19 +114,24 @@ def exported_captioners(tiny_captioners: dict[str, Path], tmp_path_factory: pyte
 NEURAL_CAPTION_SETTINGS = {"num_beams": 1, "max_new_tokens": 8, "dense_top_k": 3, "dense_min_score": 0.5}
 
 
-@pytest.fixture(scope="session")
-def neural_triton(engines: dict[str, Path], tiny_captioners: dict[str, Path],
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
-    """A tritonserver whose ensemble captions with the tiny BLIP checkpoint (dense captions on)."""
+@contextlib.contextmanager
+def neural_serving(root: Path, checkpoint: Path, **settings: object) -> Iterator[Config]:
+    """A tritonserver whose ensemble captions with ``checkpoint`` (exported into a copy of the repository)."""
     import shutil
 
     from export.captioner_onnx import build_captioner
 
-    root = tmp_path_factory.mktemp("neural")
     repo = root / "model_repository"
     shutil.copytree(ROOT / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__", "*.plan"))
-    checkpoint = tiny_captioners["blip"]
     build_captioner(str(checkpoint), repo / "caption" / "1", ROOT)
-    models = {"caption": {"model": str(checkpoint), **NEURAL_CAPTION_SETTINGS}}
+    models = {"caption": {"model": str(checkpoint), **NEURAL_CAPTION_SETTINGS, **settings}}
     with serving(root / "state", models=models, model_repository=str(repo)) as config:
+        yield config
+
+
+@pytest.fixture(scope="session")
+def neural_triton(engines: dict[str, Path], tiny_captioners: dict[str, Path],
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """A tritonserver whose ensemble captions with the tiny BLIP checkpoint (dense captions on)."""
+    with neural_serving(tmp_path_factory.mktemp("neural"), tiny_captioners["blip"]) as config:
         yield config

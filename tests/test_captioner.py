@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +25,14 @@ from mmw.errors import CaptionerError, ConfigError
 from mmw.processing.caption_decoding import SearchSettings, generated_tokens
 from mmw.processing.caption_images import (
     PixelSettings,
-    caption_canvas,
-    crop_from_canvas,
+    crop_box,
     dense_crop_indices,
+    frames_of,
+    pad_frames,
     pixel_values,
 )
-from mmw.processing.images import decode_image
 from mmw.specs import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
-from tests.conftest import NEURAL_CAPTION_SETTINGS, ROOT, jpeg, photo
+from tests.conftest import NEURAL_CAPTION_SETTINGS, ROOT, jpeg, neural_serving, photo
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 CAPTION_OUTPUTS = ("CAPTION", "CAPTION_SOURCE", "CAPTION_TOKENS", "DENSE_CAPTIONS", "DENSE_BOX_INDEX", "DENSE_TOKENS",
@@ -46,7 +47,7 @@ def reference_tokens(model: torch.nn.Module, pixels: np.ndarray, eos: int, **gen
 
 
 def photo_pixels(settings: PixelSettings, names: tuple[str, ...] = PHOTOS) -> np.ndarray:
-    return pixel_values([caption_canvas(photo(n)) for n in names], settings)
+    return pixel_values([photo(n) for n in names], settings)
 
 
 @pytest.fixture(scope="module")
@@ -108,18 +109,20 @@ def test_export_lines_stamp_and_rerun_is_up_to_date(tiny_captioners: dict[str, P
 
 
 @pytest.mark.parametrize(("arch", "processor"), [("blip", "BlipImageProcessorPil"), ("git", "CLIPImageProcessorPil")])
-def test_pixel_values_match_the_checkpoint_image_processor(arch: str, processor: str,
+def test_pixel_values_equal_the_checkpoint_image_processor(arch: str, processor: str,
                                                            tiny_captioners: dict[str, Path]) -> None:
-    import transformers
+    """Bit for bit what transformers' processor (as from_pretrained loads it) computes, on photos and crops."""
+    from transformers import AutoImageProcessor
 
     folder = tiny_captioners[arch]
-    config = json.loads((folder / "preprocessor_config.json").read_text())
-    reference = getattr(transformers, processor)(**{k: v for k, v in config.items() if k != "image_processor_type"})
-    settings = PixelSettings.from_processor_config(config)
-    for name in ("astronaut", "rocket"):  # square and portrait photos
+    reference = AutoImageProcessor.from_pretrained(folder)
+    assert type(reference).__name__ == processor
+    settings = PixelSettings.from_processor_config(json.loads((folder / "preprocessor_config.json").read_text()))
+    for name in (*PHOTOS, "motorcycle_left"):  # square, landscape and portrait photos
         image = photo(name)
-        want = reference(image, return_tensors="np")["pixel_values"]
-        np.testing.assert_allclose(pixel_values([image], settings), want, atol=1e-5)
+        for part in (image, image[37:151, 11:302], image[:60, :5]):  # the whole photo, a crop, a sliver
+            want = reference(images=part, return_tensors="np")["pixel_values"]
+            np.testing.assert_array_equal(pixel_values([part], settings), want)
 
 
 @pytest.mark.parametrize(("scores", "boxes", "count", "top_k", "expected"), [
@@ -136,13 +139,26 @@ def test_dense_crop_indices(scores: list, boxes: list, count: int, top_k: int, e
     assert got.tolist() == expected
 
 
-def test_crop_from_canvas_maps_image_pixels_to_the_canvas() -> None:
-    image = np.zeros((100, 200, 3), np.uint8)
-    image[50:100, 100:200] = 255  # bottom-right quarter white
-    canvas = caption_canvas(image, size=64)
-    crop = crop_from_canvas(canvas, np.array([100, 50, 200, 100]), np.array([100, 200]))
-    assert crop.shape == (32, 32, 3) and crop.min() == 255
-    assert crop_from_canvas(canvas, np.array([5, 5, 5, 5]), np.array([100, 200])).shape[:2] == (1, 1)
+@pytest.mark.parametrize(("box", "rows", "columns"), [
+    ([100, 50, 200, 100], (50, 100), (100, 200)),      # whole pixels: exactly the box
+    ([10.4, 20.6, 30.2, 40.5], (20, 41), (10, 31)),    # every pixel the box touches
+    ([-5, -5, 1000, 1000], (0, 100), (0, 200)),        # clipped to the image
+    ([5, 5, 5, 5], (5, 6), (5, 6)),                    # empty box: one pixel
+    ([250, 150, 260, 160], (99, 100), (199, 200)),     # outside: the nearest pixel
+])
+def test_crop_box_cuts_the_original_image(box: list, rows: tuple, columns: tuple) -> None:
+    image = np.arange(100 * 200 * 3, dtype=np.uint32).reshape(100, 200, 3).astype(np.uint8)
+    np.testing.assert_array_equal(crop_box(image, np.array(box, np.float32)),
+                                  image[rows[0]:rows[1], columns[0]:columns[1]])
+
+
+def test_padded_frames_round_trip_at_their_own_sizes() -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((30, 40, 3), (50, 20, 3), (1, 1, 3))]
+    padded = pad_frames(frames)
+    assert padded.shape == (3, 50, 40, 3)
+    for got, want in zip(frames_of(padded, np.array([f.shape[:2] for f in frames])), frames, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
@@ -204,56 +220,101 @@ def served_tokens(row: np.ndarray) -> list[int]:
     return [int(t) for t in row if t >= 0]
 
 
-def expected_from_served(config: Config, model: torch.nn.Module, eos: int, settings: PixelSettings,
-                         images: list[bytes], out: dict[str, np.ndarray], num_beams: int, max_new_tokens: int,
-                         top_k: int) -> tuple[list, list]:
-    """generate() on the frames and on the crops the shared code picks from the served detections."""
-    canvases = [caption_canvas(decode_image(b)) for b in images]
-    frames = reference_tokens(model, pixel_values(canvases, settings), eos, num_beams=num_beams,
-                              max_new_tokens=max_new_tokens)
-    dense = []
-    for i, canvas in enumerate(canvases):
-        image_size = np.array(decode_image(images[i]).shape[:2])
-        picked = dense_crop_indices(out["BOXES"][i], out["SCORES"][i], int(out["NUM_DETECTIONS"][i, 0]), top_k,
-                                    NEURAL_CAPTION_SETTINGS["dense_min_score"], 16)
-        crops = [crop_from_canvas(canvas, out["BOXES"][i, j], image_size) for j in picked]
-        tokens = reference_tokens(model, pixel_values(crops, settings), eos, num_beams=num_beams,
-                                  max_new_tokens=max_new_tokens) if crops else []
-        dense.append((picked.tolist(), tokens))
-    return frames, dense
+def png(rgb: np.ndarray) -> bytes:
+    """Lossless bytes of ``rgb``: the server decodes exactly the array the reference is given."""
+    import cv2
+
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def box_crop(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The reference crop: every pixel the box touches (PIL's crop of floor/ceil corners, clipped to the image)."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    x1, y1 = max(0, min(int(np.floor(box[0])), w - 1)), max(0, min(int(np.floor(box[1])), h - 1))
+    x2, y2 = min(w, max(int(np.ceil(box[2])), x1 + 1)), min(h, max(int(np.ceil(box[3])), y1 + 1))
+    return np.asarray(Image.fromarray(image).crop((x1, y1, x2, y2)))
+
+
+class TransformersCaptioner:
+    """What a transformers user computes: the checkpoint's processor on the image, ``generate()``, decode."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        self.model = load_captioner(str(checkpoint))[0]
+        self.processor = AutoImageProcessor.from_pretrained(checkpoint)
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        self.eos = self.model.generation_config.eos_token_id
+
+    def __call__(self, images: list[np.ndarray], num_beams: int, max_new_tokens: int) -> tuple[list, list[str]]:
+        """Token ids (after the prompt, up to EOS) and caption texts of ``images`` (any sizes)."""
+        if not images:
+            return [], []
+        pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            out = self.model.generate(pixel_values=pixels, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                      do_sample=False)
+        return ([generated_tokens(row.numpy(), 1, self.eos) for row in out],
+                [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in out])
+
+
+@pytest.fixture(scope="module", params=["blip", "git"])
+def captioning_server(request: pytest.FixtureRequest, tiny_captioners: dict[str, Path],
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Config, TransformersCaptioner]]:
+    """Triton serving the tiny BLIP (the session's server) or GIT (this module's), and its transformers reference."""
+    reference = TransformersCaptioner(tiny_captioners[request.param])
+    if request.param == "blip":
+        yield request.getfixturevalue("neural_triton"), reference
+        return
+    request.getfixturevalue("engines")
+    with neural_serving(tmp_path_factory.mktemp("neural-git"), tiny_captioners["git"]) as config:
+        yield config, reference
+
+
+def fidelity_images() -> list[np.ndarray]:
+    """Real photos (square, landscape, portrait), one as an HD frame, and a flat grey image (no detection)."""
+    import cv2
+
+    hd = cv2.resize(photo("coffee"), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    return [photo(n) for n in (*PHOTOS, "motorcycle_left")] + [hd, np.full((120, 160, 3), 128, np.uint8)]
 
 
 @pytest.mark.server
 @pytest.mark.parametrize(("num_beams", "max_new_tokens", "top_k"), [(None, None, None), (3, 6, 2), (2, 8, 0)])
-def test_served_tokens_equal_generate_with_dense_crops(neural_triton: Config, models: dict,
-                                                        num_beams: int | None, max_new_tokens: int | None,
-                                                        top_k: int | None) -> None:
-    """astronaut: 1 crop, chelsea: 1, coffee: several, a flat grey image: none (no detection)."""
-    grey = jpeg(np.full((120, 160, 3), 128, np.uint8))
-    images = [jpeg(photo(n)) for n in ("astronaut", "chelsea", "coffee")] + [grey]
+def test_served_captions_equal_transformers_on_the_original_images(
+        captioning_server: tuple[Config, TransformersCaptioner], num_beams: int | None, max_new_tokens: int | None,
+        top_k: int | None) -> None:
+    """Frame captions: transformers on each whole original image; dense captions: on the crop of the original
+    image under each captioned box. Tokens and texts equal, greedy and beam, for BLIP and GIT."""
+    config, reference = captioning_server
+    images = fidelity_images()
     parameters = {k: v for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens),
                                     ("dense_top_k", top_k)) if v is not None}
-    out = infer(neural_triton, images, **parameters)
+    out = infer(config, [png(i) for i in images], **parameters)
     beams = num_beams or NEURAL_CAPTION_SETTINGS["num_beams"]
     length = max_new_tokens or NEURAL_CAPTION_SETTINGS["max_new_tokens"]
     k = NEURAL_CAPTION_SETTINGS["dense_top_k"] if top_k is None else top_k
-    meta = json.loads((Path(neural_triton.server.model_repository) / "caption" / "1" / "captioner.json").read_text())
-    frames, dense = expected_from_served(neural_triton, models["blip"], meta["eos_token_id"],
-                                         PixelSettings(**{a: tuple(b) if isinstance(b, list) else b
-                                                          for a, b in meta["pixels"].items()}),
-                                         images, out, beams, length, k)
-    assert [served_tokens(r) for r in out["CAPTION_TOKENS"]] == frames
-    assert [s[0] for s in out["CAPTION_SOURCE"]] == [b"tiny-blip"] * 4
-    counts = [len(picked) for picked, _ in dense]
-    if k:
-        assert counts[2] >= 2 and counts[3] == 0 and min(counts[:2]) >= 1
-    else:
-        assert counts == [0, 0, 0, 0]
-    for i, (picked, tokens) in enumerate(dense):
+    tokens, texts = reference(images, beams, length)
+    assert [served_tokens(r) for r in out["CAPTION_TOKENS"]] == tokens
+    assert [c.decode() for c in out["CAPTION"][:, 0]] == texts
+    assert len(set(texts)) > 1, "different images should give different captions"
+    counts = []
+    for i, image in enumerate(images):
+        picked = dense_crop_indices(out["BOXES"][i], out["SCORES"][i], int(out["NUM_DETECTIONS"][i, 0]), k,
+                                    NEURAL_CAPTION_SETTINGS["dense_min_score"], 16)
         index = out["DENSE_BOX_INDEX"][i]
-        assert index[index >= 0].tolist() == picked
-        assert [served_tokens(out["DENSE_TOKENS"][i, s]) for s in range(len(picked))] == tokens
+        assert index[index >= 0].tolist() == picked.tolist()
+        crop_tokens, crop_texts = reference([box_crop(image, out["BOXES"][i, j]) for j in picked], beams, length)
+        assert [served_tokens(out["DENSE_TOKENS"][i, s]) for s in range(len(picked))] == crop_tokens
+        assert [c.decode() for c in out["DENSE_CAPTIONS"][i, :len(picked)]] == crop_texts
         assert all(c == b"" for c in out["DENSE_CAPTIONS"][i, len(picked):])
+        counts.append(len(picked))
+    if k:
+        assert counts[-1] == 0 and sum(counts) >= 4 and max(counts) >= 2
+    else:
+        assert counts == [0] * len(images)
 
 
 @pytest.mark.server

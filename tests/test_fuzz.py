@@ -81,7 +81,7 @@ def test_preprocess_images_never_fails_whole(images: list[bytes]) -> None:
     n = len(images)
     assert out["DETECTOR_INPUT"].shape == (n, DETECTOR_INPUT_SIZE, DETECTOR_INPUT_SIZE, 3)
     assert out["LABELLER_INPUT"].shape == (n, LABELLER_INPUT_SIZE, LABELLER_INPUT_SIZE, 3)
-    assert out["DETECTOR_INPUT"].dtype == out["LABELLER_INPUT"].dtype == np.uint8
+    assert out["DETECTOR_INPUT"].dtype == out["LABELLER_INPUT"].dtype == np.float32  # unrounded resizes
     assert out["IMAGE_SIZE"].shape == (n, 2) and out["IMAGE_OK"].shape == (n, 1) and out["ERROR"].shape == (n, 1)
     for i, data in enumerate(images):
         ok, error = bool(out["IMAGE_OK"][i, 0]), out["ERROR"][i, 0]

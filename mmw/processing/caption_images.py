@@ -1,22 +1,20 @@
-"""Captioner inputs in numpy: the caption canvas, dense-caption crops and normalised pixel values.
+"""Captioner inputs in numpy: dense-caption crops and normalised pixel values, as transformers computes them.
 
-The captioner sees each image as a fixed-size RGB *canvas* (the decoded image resized to
-``CANVAS_SIZE`` square, so a batch of images of any size travels as one tensor). The frame caption
-and the crops of the top-K detections are cut from it and turned into pixel values the way the
-checkpoint's image processor does (PIL bicubic resize, optional centre crop, rescale, normalise).
+The captioner gets each decoded image at its own size (a batch travels zero-padded, with
+IMAGE_SIZE). The frame caption is computed from the whole image and each dense caption from the
+crop of the original image under its box, both turned into pixel values exactly as the
+checkpoint's image processor does (PIL bicubic resize, optional centre crop, rescale in float64
+then float32, normalise in float32): the tests compare them with transformers' own processor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from mmw.errors import InputError
-
-CANVAS_SIZE = 768
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,20 @@ class PixelSettings:
         return cls(int(size["height"]), int(size["width"]), mean, std, 0, factor)
 
 
-def caption_canvas(image: np.ndarray, size: int = CANVAS_SIZE) -> np.ndarray:
-    """An RGB uint8 image [H, W, 3] resized to the square canvas [size, size, 3]."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"caption canvas: expected uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
-    interpolation = cv2.INTER_AREA if min(image.shape[:2]) >= size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+def pad_frames(frames: list[np.ndarray]) -> np.ndarray:
+    """RGB uint8 frames of any sizes -> one uint8 [N, H, W, 3] batch, each zero-padded to the largest."""
+    height, width = max(f.shape[0] for f in frames), max(f.shape[1] for f in frames)
+    out = np.zeros((len(frames), height, width, 3), np.uint8)
+    for i, frame in enumerate(frames):
+        out[i, : frame.shape[0], : frame.shape[1]] = frame
+    return out
+
+
+def frames_of(padded: np.ndarray, image_size: np.ndarray) -> list[np.ndarray]:
+    """Padded frames uint8 [N, H, W, 3] and IMAGE_SIZE [N, 2] (height, width) -> each frame at its own size."""
+    if padded.dtype != np.uint8 or padded.ndim != 4 or padded.shape[3] != 3:
+        raise InputError(f"FRAME: expected uint8 [N, H, W, 3], got {padded.dtype} {list(padded.shape)}")
+    return [padded[i, : int(h), : int(w)] for i, (h, w) in enumerate(np.asarray(image_size).reshape(-1, 2))]
 
 
 def _resize(image: Image.Image, s: PixelSettings) -> Image.Image:
@@ -70,10 +76,11 @@ def _resize(image: Image.Image, s: PixelSettings) -> Image.Image:
 def pixel_values(images: list[np.ndarray], s: PixelSettings) -> np.ndarray:
     """RGB uint8 images (any sizes) -> float32 [N, 3, height, width] for the captioner's encoder."""
     out = np.empty((len(images), 3, s.height, s.width), dtype=np.float32)
-    mean, std = np.asarray(s.mean, dtype=np.float64), np.asarray(s.std, dtype=np.float64)
+    mean, std = np.asarray(s.mean, dtype=np.float32), np.asarray(s.std, dtype=np.float32)
     for i, image in enumerate(images):
-        resized = np.asarray(_resize(Image.fromarray(image), s), dtype=np.float64)
-        out[i] = ((resized * s.rescale_factor - mean) / std).transpose(2, 0, 1)
+        resized = np.asarray(_resize(Image.fromarray(np.ascontiguousarray(image)), s))
+        rescaled = (resized.astype(np.float64) * s.rescale_factor).astype(np.float32)  # transformers' rescale
+        out[i] = ((rescaled - mean) / std).transpose(2, 0, 1)
     return out
 
 
@@ -91,13 +98,13 @@ def dense_crop_indices(boxes: np.ndarray, scores: np.ndarray, num_detections: in
     return order[:top_k].astype(np.int32)
 
 
-def crop_from_canvas(canvas: np.ndarray, box: np.ndarray, image_size: np.ndarray) -> np.ndarray:
-    """The part of the canvas under ``box`` (x1, y1, x2, y2 in image pixels; image_size = (H, W))."""
-    size = canvas.shape[0]
-    h, w = float(image_size[0]), float(image_size[1])
+def crop_box(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The pixels of ``image`` [H, W, 3] under ``box`` (x1, y1, x2, y2 in image pixels), at least 1x1.
+
+    The crop covers every pixel the box touches: floor of the top-left corner, ceiling of the bottom-right.
+    """
+    h, w = image.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
-    left, right = int(np.floor(x1 / w * size)), int(np.ceil(x2 / w * size))
-    top, bottom = int(np.floor(y1 / h * size)), int(np.ceil(y2 / h * size))
-    left, top = min(max(left, 0), size - 1), min(max(top, 0), size - 1)
-    right, bottom = min(max(right, left + 1), size), min(max(bottom, top + 1), size)
-    return canvas[top:bottom, left:right]
+    left, top = min(max(int(np.floor(x1)), 0), w - 1), min(max(int(np.floor(y1)), 0), h - 1)
+    right, bottom = min(max(int(np.ceil(x2)), left + 1), w), min(max(int(np.ceil(y2)), top + 1), h)
+    return image[top:bottom, left:right]

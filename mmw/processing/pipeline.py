@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmw.errors import InputError
-from mmw.processing.caption_images import caption_canvas
+from mmw.processing.caption_images import pad_frames
 from mmw.processing.captions import TEMPLATE_SOURCE, template_caption
 from mmw.processing.classification import top_k
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, Detections, postprocess_detections
@@ -40,9 +40,9 @@ class PostprocessParams:
 
 
 def _network_inputs(frames: Sequence[np.ndarray], errors: Sequence[str] | None = None,
-                    canvas: bool = False) -> dict[str, np.ndarray]:
+                    decoded: bool = False) -> dict[str, np.ndarray]:
     errors = [""] * len(frames) if errors is None else errors
-    out = {} if not canvas else {"CAPTION_CANVAS": np.stack([caption_canvas(f) for f in frames])}
+    out = {"DECODED_FRAME": pad_frames(list(frames))} if decoded else {}
     return out | {"DETECTOR_INPUT": np.stack([detector_input(f) for f in frames]),
             "LABELLER_INPUT": np.stack([labeller_input(f) for f in frames]),
             "IMAGE_SIZE": np.asarray([f.shape[:2] for f in frames], dtype=np.int32),
@@ -55,9 +55,10 @@ def _is_ok(image_ok: np.ndarray | None, n: int) -> np.ndarray:
     return np.ones(n, dtype=bool) if image_ok is None else np.asarray(image_ok, dtype=bool).reshape(n)
 
 
-def preprocess_images(encoded: Sequence[bytes], canvas: bool = False) -> dict[str, np.ndarray]:
+def preprocess_images(encoded: Sequence[bytes], decoded: bool = False) -> dict[str, np.ndarray]:
     """Encoded images -> DETECTOR_INPUT [N,300,300,3], LABELLER_INPUT [N,224,224,3], IMAGE_SIZE [N,2],
-    IMAGE_OK [N,1] and ERROR [N,1] (and CAPTION_CANVAS [N,768,768,3] for a neural captioner).
+    IMAGE_OK [N,1] and ERROR [N,1]; with ``decoded``, also DECODED_FRAME [N,H,W,3] (the decoded images,
+    zero-padded to the largest) for a neural captioner.
 
     Each image is decoded on its own: one that does not decode becomes a black frame with
     IMAGE_OK false and its reason in ERROR (``b""`` for a good image), so it fails alone.
@@ -72,19 +73,19 @@ def preprocess_images(encoded: Sequence[bytes], canvas: bool = False) -> dict[st
         except InputError as exc:
             frames.append(BAD_IMAGE_FRAME)
             errors.append(f"IMAGE[{i}]: {exc}")
-    return _network_inputs(frames, errors, canvas)
+    return _network_inputs(frames, errors, decoded)
 
 
-def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS,
-                      canvas: bool = False) -> dict[str, np.ndarray]:
-    """Raw RGB frames uint8 [N, H, W, 3] -> the same tensors as :func:`preprocess_images`."""
+def preprocess_frames(frames: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS) -> dict[str, np.ndarray]:
+    """Raw RGB frames uint8 [N, H, W, 3] -> the network inputs of :func:`preprocess_images` (the raw-frame
+    ensemble gives its captioner FRAME itself)."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3 or 0 in frames.shape:
         raise InputError(
             f"FRAME: expected uint8 [N, H, W, 3] with N, H, W > 0, got {frames.dtype} {list(frames.shape)}")
     if frames.shape[1] * frames.shape[2] > max_pixels:
         raise InputError(
             f"FRAME: at most {max_pixels} pixels per frame allowed, got {frames.shape[2]}x{frames.shape[1]}")
-    return _network_inputs(list(frames), canvas=canvas)
+    return _network_inputs(list(frames))
 
 
 def pad_detections(per_image: Sequence[Detections]) -> dict[str, np.ndarray]:

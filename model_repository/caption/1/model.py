@@ -34,6 +34,6 @@ class TritonPythonModel(BatchedStep):
         from mmw.captioner import neural_captions
 
         search, dense = options
-        return neural_captions(self.captioner, inputs["CAPTION_CANVAS"], inputs["BOXES"], inputs["SCORES"],
+        return neural_captions(self.captioner, inputs["FRAME"], inputs["BOXES"], inputs["SCORES"],
                                inputs["NUM_DETECTIONS"], inputs["IMAGE_SIZE"], inputs["IMAGE_OK"], search, dense,
                                self.source)

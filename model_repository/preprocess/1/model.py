@@ -13,4 +13,4 @@ class TritonPythonModel(BatchedStep):
     merge_requests = False  # ERROR names a bad image by its index in its own request
 
     def compute(self, inputs):
-        return preprocess_images(inputs["IMAGE"].reshape(-1), canvas="CAPTION_CANVAS" in self.output_names)
+        return preprocess_images(inputs["IMAGE"].reshape(-1), decoded="DECODED_FRAME" in self.output_names)

@@ -11,4 +11,4 @@ from mmw.triton_python import BatchedStep  # noqa: E402
 
 class TritonPythonModel(BatchedStep):
     def compute(self, inputs):
-        return preprocess_frames(inputs["FRAME"], canvas="CAPTION_CANVAS" in self.output_names)
+        return preprocess_frames(inputs["FRAME"])
