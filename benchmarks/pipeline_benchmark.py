@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmw.contract import ENSEMBLE_NAME
+
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 4
 TARGETS = {
@@ -316,7 +318,7 @@ def run_perf_analyzer(grpc_url: str, image: bytes, work: Path) -> list[dict]:
 
     data = write_input_data([image], work / "input.json")
     csv = work / "perf.csv"
-    cmd = perf_analyzer_command("scene_understanding", grpc_url, "grpc", data, "1:4", 4000, csv,
+    cmd = perf_analyzer_command(ENSEMBLE_NAME, grpc_url, "grpc", data, "1:4", 4000, csv,
                                 extra=["-b", str(BATCH)])
     run_perf_analyzer(cmd, work / "lib", timeout_s=600)
     lines = csv.read_text().strip().splitlines()
@@ -395,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     config: Config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
                                                "state_dir": str(work / "triton")}})
     write_repository(config)
-    record = start_server(config, ["scene_understanding"], timeout_s=300)
+    record = start_server(config, [ENSEMBLE_NAME], timeout_s=300)
     perf: list[dict] = []
     try:
         url = f"127.0.0.1:{grpc}"

@@ -230,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.grpc_port is None:
         from launcher.local_server import start_server
         from mmw.config import Config, build
+        from mmw.contract import ENSEMBLE_NAME
         from mmw.repository import write_repository
-        from mmw.specs import ENSEMBLE_NAME
 
         http, grpc, metrics = free_ports(3)
         config = build(Config, {"server": {"host": HOST, "http_port": http, "grpc_port": grpc,

@@ -38,11 +38,12 @@ from clients.pipeline import (
     clamp_batch_size,
     one_line,
 )
-from clients.results import NEURAL_CAPTIONS_DOC, TEMPLATE_SOURCE, ImageResult, VideoResults
+from clients.results import NEURAL_CAPTIONS_DOC, ImageResult, VideoResults
 from clients.search import SearchQuery, extract_clip, format_time, frame_at, search
 from clients.summary import summarize, summary_lines
-from clients.triton_client import MODEL_NAME, SceneClient
+from clients.triton_client import SceneClient
 from mmw.config import Config
+from mmw.contract import ENSEMBLE_NAME, TEMPLATE_SOURCE
 from mmw.errors import InferenceError, InputError, MMWError, ServerError
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def server_report(config: Config) -> ServerReport:
     """Ask Triton whether it answers, its version, which models are ready and the caption source."""
     url, protocol = client_url(config)
 
-    def client(model: str = MODEL_NAME) -> SceneClient:
+    def client(model: str = ENSEMBLE_NAME) -> SceneClient:
         return SceneClient(url, protocol=protocol, model_name=model, timeout_s=STATUS_TIMEOUT_S)  # type: ignore[arg-type]
 
     with client() as c:
@@ -107,7 +108,7 @@ def server_report(config: Config) -> ServerReport:
         except InferenceError as exc:
             return ServerReport(url, protocol, reachable=False, error=one_line(exc))
         ready = c.server_ready()
-        models = [(MODEL_NAME, c.model_ready())]
+        models = [(ENSEMBLE_NAME, c.model_ready())]
         steps: list[str] = []
         try:
             config_steps = c.model_config().get("ensemble_scheduling", {}).get("step", [])
@@ -740,7 +741,7 @@ def triton_warning(config: Config) -> str | None:
         return (f"Triton is not reachable at {report.url} ({report.protocol}); the app starts anyway and says so. "
                 f"Start Triton with `{START_COMMAND}`.")
     if not (report.ready and report.ensemble_ready):
-        return f"Triton at {report.url} answers but '{MODEL_NAME}' is not ready yet; see `launcher status`."
+        return f"Triton at {report.url} answers but '{ENSEMBLE_NAME}' is not ready yet; see `launcher status`."
     return None
 
 

@@ -45,7 +45,8 @@ from clients.summary import summarize, summary_lines
 from clients.triton_client import CaptionOptions, SceneClient
 from clients.video import encode_jpeg, expected_sample_count, probe
 from mmw.cli_args import positive_float, positive_int
-from mmw.config import CAPTION_LIMITS, Config, load_config
+from mmw.config import Config, load_config
+from mmw.contract import CAPTION_PARAMETERS, ENSEMBLE_NAME
 from mmw.errors import ConfigError, InputError, MMWError, ServerUnavailable
 
 PROG = "clients"
@@ -200,7 +201,7 @@ def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
 
 def caption_options_from(args: argparse.Namespace) -> CaptionOptions:
     """``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` (unset: the server's defaults)."""
-    values = {name: getattr(args, name, None) for name in CAPTION_LIMITS}
+    values = {name: getattr(args, name, None) for name in CAPTION_PARAMETERS}
     try:
         return CaptionOptions(**values)
     except ConfigError as exc:
@@ -397,7 +398,7 @@ def run_perf(args: argparse.Namespace, cfg: Config) -> int:
     port = cfg.server.grpc_port if protocol == "grpc" else cfg.server.http_port
     work = cfg.path(cfg.server.state_dir) / "perf"
     input_data = perf_analyzer.write_input_data([data], work / "input.json")
-    cmd = perf_analyzer.perf_analyzer_command("scene_understanding", args.url or f"{cfg.server.host}:{port}",
+    cmd = perf_analyzer.perf_analyzer_command(ENSEMBLE_NAME, args.url or f"{cfg.server.host}:{port}",
                                               protocol, input_data, args.concurrency, args.measurement_ms)
     print(" ".join(cmd), flush=True)
     done = perf_analyzer.run_perf_analyzer(cmd, work / "lib")

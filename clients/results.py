@@ -22,30 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from mmw import contract
+from mmw.contract import CLIENT_REQUIRED_OUTPUTS, TEMPLATE_SOURCE
 from mmw.errors import InferenceError, InputError
 
 SCHEMA_VERSION = "1.2"
 
-#: Output tensors of the ensemble, in the order the client requests them (every server has these).
-OUTPUT_NAMES: tuple[str, ...] = (
-    "BOXES",
-    "SCORES",
-    "CLASS_IDS",
-    "CLASS_NAMES",
-    "NUM_DETECTIONS",
-    "LABELS",
-    "LABEL_SCORES",
-    "CAPTION",
-    "CAPTION_SOURCE",
-)
-#: Per-image error (b"" when the image was fine); servers older than this output do not have it.
-ERROR_OUTPUT = "ERROR"
-#: Caption tokens and dense captions (schema 1.2); servers older than the neural captioner do not have them.
-DENSE_OUTPUTS: tuple[str, ...] = ("CAPTION_TOKENS", "DENSE_CAPTIONS", "DENSE_BOX_INDEX", "DENSE_TOKENS")
-#: Outputs the client asks for only when the ensemble has them (see ``SceneClient.output_names``).
-OPTIONAL_OUTPUTS: tuple[str, ...] = (*DENSE_OUTPUTS, ERROR_OUTPUT)
-
-TEMPLATE_SOURCE = "template"
 NEURAL_CAPTIONS_DOC = "README.md#neural-captions"
 TEMPLATE_NOTE = (f"template captions: no captioning model is configured (models.caption.model); "
                  f"see {NEURAL_CAPTIONS_DOC}")
@@ -658,12 +640,12 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
     Detection arrays are padded to the largest count in the request; only the first
     ``NUM_DETECTIONS`` rows of each image are kept. BYTES outputs are decoded as UTF-8. ``ERROR``
     is optional (older servers lack it): an image with an error has no detections, labels or caption.
-    The dense outputs (``DENSE_OUTPUTS``) are optional too: ``DENSE_CAPTIONS``/``DENSE_BOX_INDEX``
+    The caption token and dense outputs are optional too: ``DENSE_CAPTIONS``/``DENSE_BOX_INDEX``
     [N, K] and ``DENSE_TOKENS`` [N, K, L] hold one slot per dense caption, padded with b"" / -1 / -1;
     a slot whose box index is -1 is padding, any other must point at one of that image's detections.
     ``CAPTION_TOKENS`` [N, L] is -1 padded.
     """
-    missing = [name for name in OUTPUT_NAMES if outputs.get(name) is None]
+    missing = [name for name in CLIENT_REQUIRED_OUTPUTS if outputs.get(name) is None]
     if missing:
         got = sorted(k for k, v in outputs.items() if v is not None)
         raise InferenceError(f"server response: expected outputs {', '.join(missing)}, got only {got}")
@@ -681,8 +663,8 @@ def parse_outputs(outputs: Mapping[str, np.ndarray | None]) -> list[ImageResult]
     label_scores = _batched(outputs["LABEL_SCORES"], "LABEL_SCORES", n, width=labels.shape[1])
     captions = _batched(outputs["CAPTION"], "CAPTION", n, width=1)
     sources = _batched(outputs["CAPTION_SOURCE"], "CAPTION_SOURCE", n, width=1)
-    raw_errors = outputs.get(ERROR_OUTPUT)
-    errors = None if raw_errors is None else _batched(raw_errors, ERROR_OUTPUT, n, width=1)
+    raw_errors = outputs.get(contract.ERROR.name)
+    errors = None if raw_errors is None else _batched(raw_errors, contract.ERROR.name, n, width=1)
     caption_tokens = _optional_tokens(outputs.get("CAPTION_TOKENS"), "CAPTION_TOKENS", n)
     dense = _dense_arrays(outputs, n)
 

@@ -31,12 +31,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from clients.results import OPTIONAL_OUTPUTS, OUTPUT_NAMES, ImageResult, parse_outputs
-from mmw.config import CAPTION_LIMITS
+from clients.results import ImageResult, parse_outputs
+from mmw.contract import CAPTION_PARAMETERS, CLIENT_OPTIONAL_OUTPUTS, CLIENT_REQUIRED_OUTPUTS, ENSEMBLE_NAME, IMAGE
 from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
 
-MODEL_NAME = "scene_understanding"
-INPUT_NAME = "IMAGE"
 PROTOCOLS = ("grpc", "http")
 START_HINT = "Start it with `launcher run`"
 # Extra seconds a waiting caller allows beyond the request timeout before giving up on a future.
@@ -60,7 +58,7 @@ class CaptionOptions:
     dense_top_k: int | None = None
 
     def __post_init__(self) -> None:
-        for name, (low, high) in CAPTION_LIMITS.items():
+        for name, (low, high) in CAPTION_PARAMETERS.items():
             value = getattr(self, name)
             if value is None:
                 continue
@@ -71,14 +69,14 @@ class CaptionOptions:
 
     def parameters(self) -> dict[str, int]:
         """The Triton request parameters to send (only the options that are set)."""
-        return {name: int(getattr(self, name)) for name in CAPTION_LIMITS if getattr(self, name) is not None}
+        return {name: int(getattr(self, name)) for name in CAPTION_PARAMETERS if getattr(self, name) is not None}
 
     def merged(self, other: CaptionOptions | None) -> CaptionOptions:
         """These options with ``other``'s set values on top."""
         if other is None:
             return self
         return CaptionOptions(**{name: getattr(other, name) if getattr(other, name) is not None else getattr(self, name)
-                                 for name in CAPTION_LIMITS})
+                                 for name in CAPTION_PARAMETERS})
 
 
 def normalize_url(url: str) -> str:
@@ -103,7 +101,7 @@ class SceneClient:
         self,
         url: str,
         protocol: Literal["grpc", "http"] = "grpc",
-        model_name: str = MODEL_NAME,
+        model_name: str = ENSEMBLE_NAME,
         timeout_s: float = 60.0,
         max_in_flight: int = 2,
         model_version: str = "",
@@ -231,8 +229,8 @@ class SceneClient:
         return self._max_batch_size
 
     def output_names(self) -> tuple[str, ...]:
-        """The outputs to request: ``OUTPUT_NAMES``, plus those of ``OPTIONAL_OUTPUTS`` the ensemble has
-        (``ERROR``, caption tokens and dense captions; older ensembles lack them).
+        """The outputs to request: ``CLIENT_REQUIRED_OUTPUTS``, plus those of ``CLIENT_OPTIONAL_OUTPUTS`` the
+        ensemble has (``ERROR``, caption tokens and dense captions; older ensembles lack them).
 
         Read once from the ensemble's metadata; while the metadata cannot be read, none of them is asked for.
         """
@@ -240,9 +238,9 @@ class SceneClient:
             try:
                 meta = self.model_metadata()
             except InferenceError:
-                return OUTPUT_NAMES
+                return CLIENT_REQUIRED_OUTPUTS
             names = {o.get("name") for o in meta.get("outputs", []) if isinstance(o, dict)}
-            self._output_names = OUTPUT_NAMES + tuple(n for n in OPTIONAL_OUTPUTS if n in names)
+            self._output_names = CLIENT_REQUIRED_OUTPUTS + tuple(n for n in CLIENT_OPTIONAL_OUTPUTS if n in names)
         return self._output_names
 
     def describe(self) -> dict[str, Any]:
@@ -422,7 +420,7 @@ class SceneClient:
                 exc = TimeoutError()
             raise self._translate(exc) from None
 
-    def _parse(self, raw: Any, n: int, names: Sequence[str] = OUTPUT_NAMES) -> list[ImageResult]:
+    def _parse(self, raw: Any, n: int, names: Sequence[str] = CLIENT_REQUIRED_OUTPUTS) -> list[ImageResult]:
         results = parse_outputs({name: raw.as_numpy(name) for name in names})
         if len(results) != n:
             raise InferenceError(f"server response: expected {n} results (one per image), got {len(results)}")
@@ -460,7 +458,7 @@ def _stopping(message: str) -> bool:
 
 
 def _request(module: Any, images: Sequence[bytes],
-             output_names: Sequence[str] = OUTPUT_NAMES) -> tuple[list[Any], list[Any]]:
+             output_names: Sequence[str] = CLIENT_REQUIRED_OUTPUTS) -> tuple[list[Any], list[Any]]:
     """The IMAGE input ([N, 1] BYTES) and the requested outputs for one batch."""
     if isinstance(images, (bytes, bytearray)) or len(images) == 0:
         raise InputError(f"images: expected a non-empty list of encoded images (bytes), got {type(images).__name__}")
@@ -469,7 +467,7 @@ def _request(module: Any, images: Sequence[bytes],
         if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
             raise InputError(f"images[{i}]: expected non-empty JPEG or PNG bytes, got {type(data).__name__}")
         batch[i, 0] = bytes(data)
-    tensor = module.InferInput(INPUT_NAME, list(batch.shape), "BYTES")
+    tensor = module.InferInput(IMAGE.name, list(batch.shape), IMAGE.wire_type)
     tensor.set_data_from_numpy(batch)
     outputs = [module.InferRequestedOutput(name) for name in output_names]
     return [tensor], outputs

@@ -26,20 +26,16 @@ from launcher.local_server import (
 )
 from mmw.cli_args import non_negative_int, positive_float, positive_int
 from mmw.config import Config, load_config
+from mmw.contract import ENSEMBLE_NAME
 from mmw.errors import ConfigError, MMWError
 from mmw.processing.captions import caption_mode_line
 
-DEFAULT_ENSEMBLE = "scene_understanding"
 SAMPLE_VIDEO = "data/sample.mp4"  # written by `make sample`; the app offers it as an example
 
 
 def default_models() -> list[str]:
-    """The ensemble ``run`` waits for: ``mmw.specs.ENSEMBLE_NAME`` when that exists."""
-    try:
-        from mmw.specs import ENSEMBLE_NAME  # type: ignore[import-not-found]
-    except Exception:
-        return [DEFAULT_ENSEMBLE]
-    return [str(ENSEMBLE_NAME)]
+    """The ensemble ``run`` waits for."""
+    return [ENSEMBLE_NAME]
 
 
 def write_repository(config: Config) -> bool:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 
 from mmw.captioner import CaptionerMeta, DenseSettings
-from mmw.config import CAPTION_LIMITS
+from mmw.contract import CAPTION_PARAMETERS
 from mmw.errors import CaptionerError
 from mmw.processing.caption_decoding import SearchSettings
 
@@ -32,11 +32,11 @@ def request_overrides(parameters_json: str, defaults: tuple[SearchSettings, Dens
         given = json.loads(parameters_json or "{}")
     except ValueError:
         given = {}
-    ours = {k: v for k, v in given.items() if k in CAPTION_LIMITS}
+    ours = {k: v for k, v in given.items() if k in CAPTION_PARAMETERS}
     for key, value in ours.items():
         if isinstance(value, bool) or not isinstance(value, int):
             raise CaptionerError(f"request parameter {key}: expected an integer, got {value!r}")
-    low, high = CAPTION_LIMITS["dense_top_k"]  # num_beams and max_new_tokens: SearchSettings checks them
+    low, high = CAPTION_PARAMETERS["dense_top_k"]  # num_beams and max_new_tokens: SearchSettings checks them
     if "dense_top_k" in ours and not low <= ours["dense_top_k"] <= high:
         raise CaptionerError(f"request parameter dense_top_k: expected {low}..{high}, got {ours['dense_top_k']}")
     search = dataclasses.replace(

@@ -16,14 +16,11 @@ from typing import Any, Literal
 
 import yaml
 
+from mmw.contract import CAPTION_PARAMETERS
 from mmw.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
-#: Caption settings a request may override: name -> (lowest, highest) allowed. One table for
-#: config.yaml (``models.caption``), the served captioner's request parameters and the clients.
-CAPTION_LIMITS: dict[str, tuple[int, int]] = {"num_beams": (1, 16), "max_new_tokens": (1, 512),
-                                              "dense_top_k": (0, 32)}
 
 
 @dataclass(frozen=True)
@@ -150,7 +147,7 @@ class CaptionConfig:
     def __post_init__(self) -> None:
         _unit_interval("models.caption.min_label_score", self.min_label_score)
         _unit_interval("models.caption.dense_min_score", self.dense_min_score)
-        for name, (low, high) in CAPTION_LIMITS.items():
+        for name, (low, high) in CAPTION_PARAMETERS.items():
             value = getattr(self, name)
             if not low <= value <= high:
                 hint = " (0: no dense captions)" if name == "dense_top_k" else ""

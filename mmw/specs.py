@@ -12,47 +12,18 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-
+from mmw import contract
 from mmw.config import Config, ServingConfig
+from mmw.contract import ENSEMBLE_NAME, FRAME, IMAGE, RAW_ENSEMBLE_NAME, TEMPLATE_SOURCE, TensorSpec
 from mmw.errors import ModelSpecError
-from mmw.processing.captions import TEMPLATE_SOURCE, caption_source_name
+from mmw.processing.captions import caption_source_name
 from mmw.processing.classification import LABELLER_INPUT_SIZE
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
 
-ENSEMBLE_NAME = "scene_understanding"
-RAW_ENSEMBLE_NAME = "scene_understanding_raw"
 BATCH_AXIS = "batch"
 VARIANTS = ("cpu", "gpu")
 REFERENCE_CORES = 2  # the committed model_repository is generated for a 2-core host
 GPU_BACKENDS = ("onnxruntime", "tensorrt")
-
-_TRITON_TYPES = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
-    "float16": "TYPE_FP16", "float32": "TYPE_FP32", "bytes": "TYPE_STRING",
-}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A named tensor; ``dims`` exclude the batch axis, -1 is a variable size."""
-
-    name: str
-    dtype: str
-    dims: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if self.dtype not in _TRITON_TYPES:
-            raise ModelSpecError(
-                f"tensor {self.name}: dtype {self.dtype!r} not allowed; allowed: {sorted(_TRITON_TYPES)}")
-
-    @property
-    def triton_type(self) -> str:
-        return _TRITON_TYPES[self.dtype]
-
-    @property
-    def numpy_dtype(self) -> np.dtype:
-        return np.dtype(object) if self.dtype == "bytes" else np.dtype(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -262,35 +233,15 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     if gpu_backend not in GPU_BACKENDS:
         raise ModelSpecError(f"gpu backend: expected one of {GPU_BACKENDS}, got {gpu_backend!r}")
     s, det, lab, cap = config.serving, config.models.detector, config.models.labeller, config.models.caption
-    k = lab.top_k
-    image = TensorSpec("IMAGE", "bytes", (1,))
     image_size = TensorSpec("IMAGE_SIZE", "int32", (2,))
-    detections = (
-        TensorSpec("BOXES", "float32", (-1, 4)),
-        TensorSpec("SCORES", "float32", (-1,)),
-        TensorSpec("CLASS_IDS", "int32", (-1,)),
-        TensorSpec("CLASS_NAMES", "bytes", (-1,)),
-        TensorSpec("NUM_DETECTIONS", "int32", (1,)),
-    )
-    labels = (
-        TensorSpec("LABELS", "bytes", (k,)),
-        TensorSpec("LABEL_SCORES", "float32", (k,)),
-        TensorSpec("LABEL_IDS", "int32", (k,)),
-    )
-    caption = (
-        TensorSpec("CAPTION", "bytes", (1,)), TensorSpec("CAPTION_SOURCE", "bytes", (1,)),
-        TensorSpec("CAPTION_TOKENS", "int32", (-1,)),    # neural: the frame caption's token ids (-1 pads)
-        TensorSpec("DENSE_CAPTIONS", "bytes", (-1,)),    # one per captioned detection (b"" pads)
-        TensorSpec("DENSE_BOX_INDEX", "int32", (-1,)),   # its index into BOXES (-1 pads)
-        TensorSpec("DENSE_TOKENS", "int32", (-1, -1)),   # token ids per dense caption (-1 pads)
-    )
-    frame = TensorSpec("FRAME", "uint8", (-1, -1, 3))
+    detections, caption = contract.DETECTION_OUTPUTS, contract.CAPTION_OUTPUTS
+    labels = contract.label_outputs(lab.top_k)
     # A neural captioner sees the original image: the decoded one (zero-padded in a batch) or the raw FRAME.
-    decoded_frame = TensorSpec("DECODED_FRAME", "uint8", (-1, -1, 3))
+    decoded_frame = TensorSpec("DECODED_FRAME", FRAME.dtype, FRAME.dims)
     decoded = (decoded_frame,) if cap.neural else ()
     # Per-image validity: a bad image fails alone (b"" in ERROR when it is fine, else the reason).
     image_ok = TensorSpec("IMAGE_OK", "bool", (1,))
-    error = TensorSpec("ERROR", "bytes", (1,))
+    error = contract.ERROR
     plan = serving_plan(s, cores)
     python_step = dict(backend="python", max_batch_size=s.max_batch_size, max_queue_delay_us=s.max_queue_delay_us)
     network_inputs = (
@@ -302,14 +253,14 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         error,
     )
     preprocess = TritonModelSpec(
-        name="preprocess", inputs=(image,), outputs=(*network_inputs, *decoded),
+        name="preprocess", inputs=(IMAGE,), outputs=(*network_inputs, *decoded),
         instances=plan["preprocess"].instances,
         description="decode each JPEG/PNG on its own (a bad one: black frame, IMAGE_OK false, reason in ERROR); "
                     "resize for the detector and the labeller",
         **python_step,  # type: ignore[arg-type]
     )
     preprocess_raw = TritonModelSpec(
-        name="preprocess_frames", inputs=(frame,), outputs=network_inputs,
+        name="preprocess_frames", inputs=(FRAME,), outputs=network_inputs,
         instances=plan["preprocess_frames"].instances,
         description="resize raw RGB frames for the detector and the labeller", **python_step,  # type: ignore[arg-type]
     )
@@ -320,14 +271,14 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         instances=plan["postprocess"].instances,
         parameters=(
             ("score_threshold", repr(det.score_threshold)), ("iou_threshold", repr(det.iou_threshold)),
-            ("max_detections", str(det.max_detections)), ("top_k", str(k)),
+            ("max_detections", str(det.max_detections)), ("top_k", str(lab.top_k)),
         ),
         description="SSD anchor decoding + per-class NMS; top-k scene labels", **python_step,  # type: ignore[arg-type]
     )
     if cap.neural:
         captioner = TritonModelSpec(
             name="caption",
-            inputs=(frame, detections[0], detections[1], detections[4], image_size, image_ok),
+            inputs=(FRAME, detections[0], detections[1], detections[4], image_size, image_ok),
             outputs=caption, instances=plan["caption"].instances,
             parameters=(
                 ("caption_source", caption_source_name(cap.model)), ("num_beams", str(cap.num_beams)),
@@ -343,8 +294,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     else:
         captioner = TritonModelSpec(
             name="caption",
-            inputs=(TensorSpec("CLASS_IDS", "int32", (-1,)), TensorSpec("NUM_DETECTIONS", "int32", (1,)),
-                    TensorSpec("LABEL_IDS", "int32", (k,)), TensorSpec("LABEL_SCORES", "float32", (k,)), image_ok),
+            inputs=(contract.CLASS_IDS, contract.NUM_DETECTIONS, labels[2], labels[1], image_ok),
             outputs=caption, instances=plan["caption"].instances,
             parameters=(("caption_source", TEMPLATE_SOURCE), ("min_label_score", repr(cap.min_label_score))),
             description="caption composed from the detections and scene labels (caption_source = template); "
@@ -357,14 +307,14 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
 
     def caption_step(frame_tensor: str) -> EnsembleStep:
         """The caption step; a neural captioner's FRAME is the ensemble's ``frame_tensor``."""
-        inputs = tuple((t.name, frame_tensor if t.name == frame.name else t.name) for t in captioner.inputs)
+        inputs = tuple((t.name, frame_tensor if t.name == FRAME.name else t.name) for t in captioner.inputs)
         return EnsembleStep("caption", inputs, names(caption))
 
     ensemble = TritonModelSpec(
-        name=ENSEMBLE_NAME, backend="ensemble", inputs=(image,),
-        outputs=(*detections, *labels, *caption, error), max_batch_size=s.max_batch_size, dynamic_batching=False,
+        name=ENSEMBLE_NAME, backend="ensemble", inputs=(IMAGE,),
+        outputs=contract.ensemble_outputs(lab.top_k), max_batch_size=s.max_batch_size, dynamic_batching=False,
         steps=(
-            EnsembleStep("preprocess", names((image,)), names(preprocess.outputs)),
+            EnsembleStep("preprocess", names((IMAGE,)), names(preprocess.outputs)),
             EnsembleStep("detector", (("images", "DETECTOR_INPUT"),),
                          tuple((t.name, t.name) for t in DETECTOR.outputs)),
             EnsembleStep("labeller", (("images", "LABELLER_INPUT"),), (("logits", "logits"),)),
@@ -374,10 +324,10 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         description="encoded images -> detections, scene labels and a caption per image (ERROR: why one failed)",
     )
     raw_ensemble = TritonModelSpec(
-        name=RAW_ENSEMBLE_NAME, backend="ensemble", inputs=(frame,), outputs=ensemble.outputs,
+        name=RAW_ENSEMBLE_NAME, backend="ensemble", inputs=(FRAME,), outputs=ensemble.outputs,
         max_batch_size=s.max_batch_size, dynamic_batching=False,
-        steps=(EnsembleStep("preprocess_frames", names((frame,)), names(preprocess_raw.outputs)),
-               *ensemble.steps[1:-1], caption_step(frame.name)),
+        steps=(EnsembleStep("preprocess_frames", names((FRAME,)), names(preprocess_raw.outputs)),
+               *ensemble.steps[1:-1], caption_step(FRAME.name)),
         description="raw RGB frames uint8 [H, W, 3] (one size per request) -> the same outputs",
     )
     networks = [_step(n, config, variant, gpu_backend, plan) for n in NETWORKS.values()]

@@ -68,8 +68,8 @@ def free_ports(n: int) -> list[int]:
 @contextlib.contextmanager
 def serving(state_dir: Path, models: dict | None = None, **server: object) -> Iterator[Config]:
     """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID."""
+    from mmw.contract import ENSEMBLE_NAME
     from mmw.repository import write_repository
-    from mmw.specs import ENSEMBLE_NAME
 
     http, grpc, metrics = free_ports(3)
     config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,

@@ -19,8 +19,8 @@ from tritonclient.utils import InferenceServerException
 
 from clients.triton_client import SceneClient
 from mmw.config import Config
+from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from mmw.processing.images import MAX_IMAGE_PIXELS
-from mmw.specs import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from tests.conftest import jpeg, photo, png_header
 
 pytestmark = pytest.mark.server

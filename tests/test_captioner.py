@@ -21,6 +21,7 @@ import tritonclient.grpc as grpcclient
 from export.captioner_onnx import build_captioner, load_captioner
 from mmw.captioner import OnnxCaptioner
 from mmw.config import Config, build
+from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from mmw.errors import CaptionerError, ConfigError
 from mmw.processing.caption_decoding import SearchSettings, generated_tokens
 from mmw.processing.caption_images import (
@@ -31,7 +32,6 @@ from mmw.processing.caption_images import (
     pad_frames,
     pixel_values,
 )
-from mmw.specs import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from tests.conftest import NEURAL_CAPTION_SETTINGS, ROOT, jpeg, neural_serving, photo
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")

@@ -18,10 +18,10 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from clients.results import DENSE_OUTPUTS, TEMPLATE_NOTE, ImageResult, ImageSetResults
+from clients.results import TEMPLATE_NOTE, ImageResult, ImageSetResults
 from clients.triton_client import CaptionOptions, SceneClient
 from mmw.config import Config
-from mmw.specs import ENSEMBLE_NAME
+from mmw.contract import CAPTION_OUTPUTS, ENSEMBLE_NAME
 from tests.conftest import ROOT, jpeg, photo
 
 pytestmark = pytest.mark.server
@@ -55,7 +55,7 @@ def _raw(config: Config, protocol: str, images: list[bytes], parameters: dict[st
         inp = module.InferInput("IMAGE", list(data.shape), "BYTES")
         inp.set_data_from_numpy(data)
         result = client.infer(ENSEMBLE_NAME, [inp], parameters=parameters)
-        return {name: result.as_numpy(name) for name in (*DENSE_OUTPUTS, "CAPTION_SOURCE")}
+        return {name: result.as_numpy(name) for name in (t.name for t in CAPTION_OUTPUTS[1:])}
     finally:
         client.close()
 
@@ -78,7 +78,7 @@ def test_template_server_returns_empty_dense_outputs(triton: Config, protocol: s
     assert raw["DENSE_BOX_INDEX"].shape == (3, 1) and (raw["DENSE_BOX_INDEX"] == -1).all()
     assert raw["DENSE_TOKENS"].shape == (3, 1, 1) and (raw["DENSE_TOKENS"] == -1).all()
     with SceneClient(_url(triton, protocol), protocol=protocol) as client:  # type: ignore[arg-type]
-        assert set(DENSE_OUTPUTS) <= set(client.output_names())
+        assert {t.name for t in CAPTION_OUTPUTS} <= set(client.output_names())
         results = client.infer(_images())
     assert [r.detections[0].class_name for r in results] == ["person", "cat", "cup"]
     for r in results:

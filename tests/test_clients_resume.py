@@ -136,7 +136,7 @@ def own_server(triton: Config, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _ensure_running(config: Config) -> None:
-    from mmw.specs import ENSEMBLE_NAME
+    from mmw.contract import ENSEMBLE_NAME
 
     if not server_status(config).running:
         start_server(config, [ENSEMBLE_NAME], timeout_s=300)
@@ -145,7 +145,7 @@ def _ensure_running(config: Config) -> None:
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_server_restart_mid_video_loses_no_frame(own_server: Config, long_clip: Path, tmp_path: Path,
                                                  protocol: str) -> None:
-    from mmw.specs import ENSEMBLE_NAME
+    from mmw.contract import ENSEMBLE_NAME
 
     _ensure_running(own_server)
     port = own_server.server.grpc_port if protocol == "grpc" else own_server.server.http_port

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from mmw.config import Config, build
+from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from mmw.errors import ConfigError
 from mmw.repository import parse_config, write_repository
-from mmw.specs import ENSEMBLE_NAME, NETWORKS, RAW_ENSEMBLE_NAME, REFERENCE_CORES
+from mmw.specs import NETWORKS, REFERENCE_CORES
 from tests.conftest import ROOT
 
 KIND_GPU = 1

@@ -21,10 +21,10 @@ from clients.results import VideoResults
 from clients.triton_client import SceneClient
 from launcher.local_server import server_status
 from mmw.config import Config, load_config
+from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from mmw.errors import InferenceError
 from mmw.onnx_runtime import InProcessPipeline
 from mmw.processing.pipeline import PostprocessParams
-from mmw.specs import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from tests.conftest import ROOT, jpeg, photo
 
 pytestmark = pytest.mark.server

@@ -15,8 +15,9 @@ import tritonclient.http as httpclient
 import yaml
 
 from mmw.config import load_config
+from mmw.contract import ENSEMBLE_NAME
 from mmw.repository import parse_config
-from mmw.specs import ENSEMBLE_NAME, NETWORKS
+from mmw.specs import NETWORKS
 from tests.conftest import ROOT, free_ports, jpeg, photo
 
 pytestmark = pytest.mark.server

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from mmw.config import CAPTION_LIMITS
+from mmw.contract import CAPTION_PARAMETERS
 from mmw.errors import CaptionerError
 
 NEG_INF = np.float32(-1.0e9)  # what transformers adds to rule a candidate out
@@ -40,7 +40,7 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "num_beams"):
-            low, high = CAPTION_LIMITS[name]
+            low, high = CAPTION_PARAMETERS[name]
             if not low <= getattr(self, name) <= high:
                 raise CaptionerError(f"{name}: expected {low}..{high}, got {getattr(self, name)}")
         if self.early_stopping not in (True, False, "never"):

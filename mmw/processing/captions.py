@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-TEMPLATE_SOURCE = "template"
 NEURAL_CAPTIONS_HINT = ("for BLIP/GIT captions set models.caption.model in config/config.yaml "
                         "(README.md#neural-captions)")
 _NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]

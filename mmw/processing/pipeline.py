@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmw.contract import TEMPLATE_SOURCE
 from mmw.errors import InputError
 from mmw.processing.caption_images import pad_frames
-from mmw.processing.captions import TEMPLATE_SOURCE, template_caption
+from mmw.processing.captions import template_caption
 from mmw.processing.classification import top_k
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, Detections, postprocess_detections
 from mmw.processing.images import MAX_IMAGE_PIXELS, decode_image, detector_input, labeller_input

@@ -6,7 +6,7 @@ import sys
 sys.path[:0] = [p for p in os.environ.get("MMW_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
 from mmw.captioning_step import request_overrides, step_settings  # noqa: E402
-from mmw.processing.captions import TEMPLATE_SOURCE  # noqa: E402
+from mmw.contract import TEMPLATE_SOURCE  # noqa: E402
 from mmw.processing.pipeline import caption  # noqa: E402
 from mmw.triton_python import BatchedStep  # noqa: E402
 
