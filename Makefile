@@ -13,7 +13,7 @@ RESULTS := results/sample
 APP_PID := .triton/app.pid
 APP_LOG := .triton/app.log
 
-.PHONY: install system-deps docker-deps engines repository repository-gpu sample run stop status logs perf bench bench-captions soak test lint clean fidelity \
+.PHONY: install system-deps docker-deps engines repository repository-gpu sample run stop status logs perf bench bench-captions soak test test-fast lint clean fidelity \
 	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
@@ -121,6 +121,10 @@ release: engines
 test: engines docker-deps browser-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The unit tests only (no server, Docker, browser or slower real work), on 2 workers: under a minute.
+test-fast: install
+	$(PY) -m pytest -m unit -q -n 2
 
 clean:
 	rm -rf results .triton data build .pytest_cache

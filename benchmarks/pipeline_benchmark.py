@@ -56,13 +56,13 @@ TARGETS = {
 
 def prefetched(items: Iterator, depth: int = 8) -> Iterator:
     """The clients' prefetch (decoding overlaps inference), as the CLI uses it."""
-    from clients.pipeline import prefetched as clients_prefetched
+    from clients.media.prefetch import prefetched as clients_prefetched
 
     return clients_prefetched(items, depth)
 
 
 def sampled_frames(video: Path, fps: float) -> Iterator[np.ndarray]:
-    from clients.video import sample_frames
+    from clients.media.video import sample_frames
 
     for frame in sample_frames(video, fps):
         yield frame.rgb
@@ -257,8 +257,8 @@ class RssSampler:
 
 def run_ours(video: Path, fps: float, url: str, in_flight: int, server_pid: int, quality: int) -> dict:
     """The client path of the CLI: sample -> JPEG -> SceneClient.infer_many, gRPC."""
-    from clients.triton_client import SceneClient
-    from clients.video import encode_jpeg
+    from clients.media.images import encode_jpeg
+    from clients.transport import SceneClient
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     cpu0, _ = server_cpu_and_rss(server_pid)
@@ -314,7 +314,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def run_perf_analyzer(grpc_url: str, image: bytes, work: Path) -> list[dict]:
-    from clients.perf_analyzer import perf_analyzer_command, run_perf_analyzer, write_input_data
+    from clients.transport.perf_analyzer import perf_analyzer_command, run_perf_analyzer, write_input_data
 
     data = write_input_data([image], work / "input.json")
     csv = work / "perf.csv"
@@ -372,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(runners[args.child]()))
         return 0
 
-    from clients.sample_video import make_sample_video
-    from clients.video import encode_jpeg
+    from clients.media.images import encode_jpeg
+    from clients.media.sample_video import make_sample_video
     from launcher.local_server import start_server, stop_server
     from mmw.config import Config, build, load_config
     from mmw.repository import write_repository
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                    quality)))
             print(f"ours {level} in flight, {label}: {rows[-1]['frames_per_s']:.1f} frames/s", flush=True)
         breakdown = step_breakdown(before, model_stats(http))
-        from clients.sample_video import load_photo
+        from clients.media.sample_video import load_photo
 
         perf = run_perf_analyzer(url, encode_jpeg(load_photo("coffee"), quality), work / "perf")
     finally:

@@ -90,8 +90,8 @@ def small_jpeg(width: int = 320, height: int = 240, quality: int = 90) -> bytes:
     """scikit-image's coffee photo resized to ``width`` x ``height``, as JPEG."""
     import cv2
 
-    from clients.sample_video import load_photo
-    from clients.video import encode_jpeg
+    from clients.media.images import encode_jpeg
+    from clients.media.sample_video import load_photo
 
     rgb = cv2.resize(load_photo("coffee"), (width, height), interpolation=cv2.INTER_AREA)
     return encode_jpeg(rgb, quality)
@@ -104,7 +104,7 @@ def soak(grpc_port: int, server_pid: int, image: bytes, clients: int = 8, reques
     Each client first sends ``warmup`` requests (not counted); the ``requests`` requests are then shared out
     among the clients through one counter, so the total is exact. Sending stops at ``max_seconds``.
     """
-    from clients.triton_client import SceneClient
+    from clients.transport import SceneClient
 
     url = f"{HOST}:{grpc_port}"
     images = [image] * batch

@@ -30,7 +30,9 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
-from clients.images import read_image
+from clients.analysis.summary import summarize, summary_lines
+from clients.media.images import encode_jpeg, read_image
+from clients.media.video import expected_sample_count, probe
 from clients.pipeline import (
     Interrupted,
     ProgressFn,
@@ -41,9 +43,7 @@ from clients.pipeline import (
     one_line,
 )
 from clients.results import VideoResults, read_results
-from clients.summary import summarize, summary_lines
-from clients.triton_client import CaptionOptions, SceneClient
-from clients.video import encode_jpeg, expected_sample_count, probe
+from clients.transport import CaptionOptions, SceneClient
 from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.contract import CAPTION_PARAMETERS, ENSEMBLE_NAME
@@ -279,7 +279,7 @@ def video_lines(results: VideoResults, exports: Sequence[Path]) -> list[str]:
 
 def run_search(args: argparse.Namespace) -> int:
     """Print the time ranges, scenes and tracks that match the query."""
-    from clients.search import SearchQuery, result_lines, search
+    from clients.analysis.search import SearchQuery, result_lines, search
 
     query = SearchQuery(objects=(*args.object, *([args.objects] if args.objects else [])), caption=args.caption,
                         min_score=args.min_score, semantic=args.semantic, min_similarity=args.min_similarity)
@@ -373,7 +373,7 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def run_sample_video(args: argparse.Namespace) -> int:
-    from clients.sample_video import make_sample_video  # imported here: scikit-image is optional
+    from clients.media.sample_video import make_sample_video  # imported here: scikit-image is optional
 
     out = make_sample_video(args.out, seconds=args.seconds, fps=args.fps, size=args.size)
     info = probe(out)
@@ -386,12 +386,12 @@ def run_sample_video(args: argparse.Namespace) -> int:
 
 def run_perf(args: argparse.Namespace, cfg: Config) -> int:
     """Print and run a plain perf_analyzer command line against the ensemble."""
-    from clients import perf_analyzer
+    from clients.transport import perf_analyzer
 
     if args.image:
         data, _ = read_image(args.image)
     else:
-        from clients.sample_video import load_photo
+        from clients.media.sample_video import load_photo
 
         data = encode_jpeg(load_photo("coffee"), cfg.client.jpeg_quality)
     protocol = args.protocol or cfg.client.protocol

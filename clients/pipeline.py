@@ -2,7 +2,7 @@
 
 ``analyse_video`` samples a video, sends the frames to the ensemble in batches, tracks objects across
 frames, groups the frames into scenes, draws the results and writes ``results.json``, ``annotated.mp4``
-and the exports (``clients.exports``); ``VideoRecorder`` is that second half, shared with live streams
+and the exports; ``clients.recorder.VideoRecorder`` is that second half, shared with live streams
 (``clients.live``). ``analyse_images`` does the same for still images (``results.json`` and an
 annotated PNG each). Neither prints: progress goes to an optional
 ``progress(done, total)`` callback, and a run that stops part-way (a server error, a truncated
@@ -18,34 +18,29 @@ only the frames after them are analysed.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from clients.annotate import AnnotatedVideoWriter, annotate
-from clients.exports import write_exports
-from clients.images import read_image, write_png
-from clients.overlay import annotate_tracked
+from clients.analysis.scenes import SceneSettings
+from clients.analysis.tracking import TrackerSettings
+from clients.media.images import encode_jpeg, read_image, write_png
+from clients.media.prefetch import prefetched
+from clients.media.video import SampledFrame, VideoInfo, expected_sample_count, probe, sample_frames
+from clients.outputs.annotators import annotate
+from clients.recorder import RESULTS_FILE, VideoRecorder
 from clients.results import FrameResult, ImageEntry, ImageResult, ImageSetResults, VideoResults, read_results
-from clients.scenes import CutDetector, SceneSettings, frame_signature, segment_scenes
-from clients.tracking import ObjectTracker, TrackerSettings, build_tracks
-from clients.video import SampledFrame, VideoInfo, encode_jpeg, expected_sample_count, probe, sample_frames
 from mmw.errors import InputError, MMWError
 
 T = TypeVar("T")
 
 #: ``progress(done, total)``: called after each frame or image; ``total`` is an estimate for videos.
 ProgressFn = Callable[[int, int], None]
-
-RESULTS_FILE = "results.json"
-ANNOTATED_VIDEO_FILE = "annotated.mp4"
 
 
 class Interrupted(MMWError):
@@ -145,144 +140,11 @@ def batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iter
         yield batch
 
 
-class VideoRecorder:
-    """Frame results in, ``results.json`` + ``annotated.mp4`` + exports out (shared by videos and live streams).
-
-    ``add`` each analysed frame in time order: it is tracked (``clients.tracking``; ids are final one
-    frame later, so drawing lags one frame; every track ends at a scene cut), drawn with its track ids
-    and caption, and its colour signature is kept for the scenes. ``finish`` flushes the tracker and the
-    video; ``results`` builds tracks and scenes; ``write`` writes ``results.json`` and the exports.
-    """
-
-    def __init__(
-        self,
-        out_dir: str | Path,
-        fps: float,
-        size: tuple[int, int] | None = None,
-        *,
-        tracker: TrackerSettings | None = None,
-        scenes: SceneSettings | None = None,
-    ) -> None:
-        self.out_dir = Path(out_dir)
-        self.fps = float(fps)
-        self.scene_settings = scenes
-        self.frames: list[FrameResult] = []
-        self.signatures: list[np.ndarray] = []
-        self._tracker = ObjectTracker(fps, tracker)
-        self._cuts = CutDetector(scenes)
-        self._rgb: deque[np.ndarray] = deque()
-        self._size = size
-        self._writer: AnnotatedVideoWriter | None = None
-        self.added = 0
-
-    @property
-    def writer(self) -> AnnotatedVideoWriter:
-        """The annotated video's writer (made on the first frame when no size was given)."""
-        if self._writer is None:
-            if self._size is None:
-                raise InputError("video recorder: no frame size yet (expected a size or a first frame)")
-            self._writer = AnnotatedVideoWriter(self.out_dir / ANNOTATED_VIDEO_FILE, self.fps, self._size)
-        return self._writer
-
-    def add(self, index: int, timestamp_s: float, rgb: np.ndarray, result: ImageResult) -> None:
-        """One analysed frame, in time order."""
-        if self._size is None:
-            self._size = (int(rgb.shape[1]), int(rgb.shape[0]))
-        signature = frame_signature(rgb)
-        self.signatures.append(signature)
-        if self._cuts.push(result, signature)[0] and self.added:
-            self._emit(self._tracker.cut())
-        self._rgb.append(rgb)
-        self.added += 1
-        self._emit(self._tracker.push(FrameResult(index, timestamp_s, result)))
-
-    def _emit(self, ready: list[FrameResult]) -> None:
-        for frame in ready:
-            rgb = self._rgb.popleft()
-            self.frames.append(frame)
-            self.writer.write(annotate_tracked(rgb, frame.image, frame.timestamp_s), timestamp_s=frame.timestamp_s)
-
-    def finish(self) -> None:
-        """Flush the tracker and close the annotated video (idempotent)."""
-        try:
-            self._emit(self._tracker.finish())
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        """(width, height) of the frames, once known."""
-        return self._size
-
-    @property
-    def annotated_path(self) -> Path | None:
-        return self._writer.path if self._writer is not None and self._writer.frames_written else None
-
-    @property
-    def codec(self) -> str:
-        return self._writer.codec if self._writer is not None else ""
-
-    def results(self, **fields: Any) -> VideoResults:
-        """``VideoResults`` of the frames so far with tracks and scenes; ``fields`` give the rest."""
-        duration = fields.get("duration_s")
-        scenes = segment_scenes(self.frames, self.signatures[: len(self.frames)], fps=self.fps,
-                                duration_s=duration, settings=self.scene_settings)
-        return VideoResults(frames=self.frames, tracks=build_tracks(self.frames), scenes=scenes, **fields)
-
-    def write(self, results: VideoResults) -> tuple[Path, tuple[Path, ...]]:
-        """Write ``results.json`` and the exports; returns their paths."""
-        exports = tuple(write_exports(results, self.out_dir))
-        return results.write(self.out_dir / RESULTS_FILE), exports
-
-
 def _models(client: InferenceClient, min_score: float | None) -> dict[str, Any]:
     models = dict(client.describe())
     if min_score is not None:
         models["client_min_score"] = float(min_score)
     return models
-
-
-def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
-    """Produce ``items`` in a background thread, up to ``depth`` ahead, so video decoding overlaps inference.
-
-    An exception raised while producing is raised here after the items before it; a consumer that stops
-    early stops the producer at its next item.
-    """
-    slots: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(depth)
-    stop = threading.Event()
-    end = object()
-
-    def put(entry: tuple[object, BaseException | None]) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((end, exc))
-            return
-        put((end, None))
-
-    threading.Thread(target=produce, name="prefetch", daemon=True).start()
-    try:
-        while True:
-            item, error = slots.get()
-            if item is end:
-                if error is not None:
-                    raise error
-                return
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
 
 
 def _untracked(result: ImageResult) -> ImageResult:

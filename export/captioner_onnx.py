@@ -38,11 +38,10 @@ from mmw.engine_provenance import sha256_file
 from mmw.errors import CaptionerError, ExportValidationError
 from mmw.onnx_runtime import create_session
 from mmw.processing.caption_images import PixelSettings
-from mmw.processing.captions import caption_source_name
+from mmw.processing.captions import NEURAL_CAPTIONS_DOC, caption_source_name
 from mmw.specs import NetworkSpec, captioner_networks
 
 SETTING = "models.caption.model"
-README_SECTION = "README.md#neural-captions"
 _CODE_FILES = ("export/captioner_onnx.py", "export/captioner_torch.py", "mmw/specs.py")
 # generate() settings the numpy search does not implement; a checkpoint setting one is reported.
 _UNSUPPORTED = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
@@ -63,7 +62,8 @@ def load_captioner(source: str) -> tuple[torch.nn.Module, object, dict]:
     where = f"{SETTING} = {source!r}"
     local = Path(source).expanduser()
     if (source.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        raise CaptionerError(f"{where}: no checkpoint there (expected a folder with config.json); see {README_SECTION}")
+        raise CaptionerError(f"{where}: no checkpoint there (expected a folder with config.json); "
+                             f"see {NEURAL_CAPTIONS_DOC}")
     name = str(local) if local.exists() else source
     try:
         with _quiet():
@@ -73,7 +73,7 @@ def load_captioner(source: str) -> tuple[torch.nn.Module, object, dict]:
         raise CaptionerError(
             f"{where}: cannot be loaded ({reason[:200]}); on a machine with internet run "
             f"`huggingface-cli download {source} --local-dir checkpoints/{source.split('/')[-1]}` and set {SETTING} "
-            f"to that folder; see {README_SECTION}") from None
+            f"to that folder; see {NEURAL_CAPTIONS_DOC}") from None
     classes = {"blip": BlipForConditionalGeneration, "git": GitForCausalLM}
     if config.model_type not in classes:
         raise CaptionerError(f"{where}: model_type {config.model_type!r} is not a supported captioner; "

@@ -1,14 +1,17 @@
-"""ONNX -> TensorRT plans for the GPU repository, with the TensorRT Python API (``tensorrt`` on PyPI).
+"""ONNX -> TensorRT plans for the GPU repository, built, run and compared through Polygraphy (``polygraphy``).
 
-``build_plan_from_onnx`` parses one network's ONNX (explicit batch), adds the optimisation profile the
-network spec declares (``NetworkSpec.trt_profile``: min 1, opt max/2, max ``serving.max_batch_size``),
-builds in fp16 by default (fp32, or int8 calibrated with an entropy calibrator over real photos run
-through the shared preprocessing), reuses a timing cache across builds and writes ``model.plan`` with
-its provenance record ``model.plan.json`` (``mmw/engine_provenance.py``). A plan whose record matches
-this machine, the flags and the ONNX is left alone, so ``make engines`` twice builds nothing.
+``build_plan_from_onnx`` is a few named steps around one lazily composed Polygraphy chain
+(``export/trt/loaders.py``): the up-to-date check against the plan's provenance record, the chain built from
+the network spec (``NetworkSpec.trt_profile``: min 1, opt max/2, max ``serving.max_batch_size``; fp16 by
+default, fp32, or int8 calibrated over real photos run through the shared preprocessing; the workspace
+limit; a timing cache loaded before and merged after every build) and checked against the ONNX's inputs,
+the build itself, then ``model.plan`` with its record ``model.plan.json`` (``mmw/engine_provenance.py``).
+A plan whose record matches this machine, the flags and the ONNX is left alone, so ``make engines`` twice
+builds nothing. ``run_plan`` runs a plan in Polygraphy's ``TrtRunner``; ``compare_plan_with_onnx`` checks it
+against its ONNX with Polygraphy's ``Comparator``.
 
-``tensorrt`` is optional and imported lazily: on a machine with no NVIDIA GPU or no TensorRT,
-``build_plans`` returns one "skipped" line instead of failing.
+``tensorrt`` is optional and imported by Polygraphy on first use: on a machine with no NVIDIA GPU or no
+TensorRT, ``build_plans`` returns one "skipped" line instead of failing.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from __future__ import annotations
 import datetime
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import polygraphy
+from polygraphy.backend.trt import TrtRunner
 
+from export.trt.loaders import engine_from_plan, plan_build_from_spec, profile_from_spec, profile_record
+from export.trt.parity import OutputParity, compare_plan_with_onnx
+from export.trt.polygraphy_errors import polygraphy_calls
 from mmw.config import PROJECT_ROOT, Config, EnginesConfig
 from mmw.engine_provenance import (
     PLAN_FILE,
@@ -35,8 +42,8 @@ from mmw.engine_provenance import (
 from mmw.errors import EngineError
 from mmw.specs import NETWORKS, NetworkSpec
 
-CALIBRATION_BATCH = 4
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+__all__ = ["OutputParity", "build_plan_from_onnx", "build_plans", "compare_plan_with_onnx", "no_tensorrt_reason",
+           "plan_is_current", "record_plan", "run_plan"]
 
 
 def no_tensorrt_reason() -> str | None:
@@ -54,70 +61,6 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
-def _profile(spec: NetworkSpec, max_batch_size: int) -> dict[str, list[list[int]]]:
-    if any(-1 in t.dims for t in spec.inputs):
-        raise EngineError(f"{spec.name}: inputs with variable dims other than the batch ({spec.inputs}) need their "
-                          "own profile shapes; only the batch axis is profiled here")
-    return {name: [list(s) for s in shapes] for name, shapes in spec.trt_profile(max_batch_size).items()}
-
-
-def calibration_batches(spec: NetworkSpec, images: str = "", batch: int = CALIBRATION_BATCH) -> list[np.ndarray]:
-    """Network inputs for int8 calibration: photos (a folder, or scikit-image's) through the shared preprocessing."""
-    from mmw.processing.images import decode_image, detector_input, labeller_input
-
-    prepare = {"detector": detector_input, "labeller": labeller_input}.get(spec.name)
-    if prepare is None:
-        raise EngineError(f"{spec.name}: no preprocessing known for int8 calibration; use engines.precision fp16")
-    if images:
-        folder = Path(images)
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if folder.is_dir() else []
-        if not files:
-            raise EngineError(f"engines.calibration_images: expected a folder of JPEG/PNG images, got {images!r}")
-        rgbs = [decode_image(p.read_bytes()) for p in files]
-    else:
-        try:
-            import skimage.data
-        except ImportError:
-            raise EngineError("int8 calibration: engines.calibration_images is empty and scikit-image (its sample "
-                              "photos) is not installed; pip install scikit-image or set a folder") from None
-        rgbs = [getattr(skimage.data, n)()[..., :3] for n in ("astronaut", "chelsea", "coffee", "rocket")]
-        rgbs.append(skimage.data.stereo_motorcycle()[0])
-    arrays = np.stack([prepare(rgb) for rgb in rgbs])
-    return [arrays[i : i + batch] for i in range(0, len(arrays), batch)]
-
-
-def _entropy_calibrator(trt: Any, input_name: str, batches: Sequence[np.ndarray], cache: Path) -> Any:
-    """An IInt8EntropyCalibrator2 that feeds ``batches`` from CUDA memory (torch) and keeps its table in ``cache``."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise EngineError("int8 calibration needs CUDA tensors; this torch has no CUDA (install a CUDA build of torch)")
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.pending = list(batches)
-            self.device: torch.Tensor | None = None
-
-        def get_batch_size(self) -> int:
-            return int(max(b.shape[0] for b in batches))
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if not self.pending:
-                return None
-            self.device = torch.from_numpy(np.ascontiguousarray(self.pending.pop(0))).cuda()
-            return [int(self.device.data_ptr())] if names == [input_name] else None
-
-        def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
-
-        def write_calibration_cache(self, data: Any) -> None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(bytes(data))
-
-    return Calibrator()
-
-
 def _gpu() -> tuple[str, str]:
     gpus, reason = query_gpus()
     if not gpus:
@@ -126,7 +69,7 @@ def _gpu() -> tuple[str, str]:
 
 
 def plan_is_current(plan: Path, onnx: Path, settings: EnginesConfig, profile: dict[str, list[list[int]]]) -> bool:
-    """The plan exists and its record matches the ONNX, the flags, this TensorRT and this GPU."""
+    """The plan exists and its record matches the ONNX, the flags, this TensorRT, this Polygraphy and this GPU."""
     if not plan.is_file():
         return False
     try:
@@ -137,76 +80,53 @@ def plan_is_current(plan: Path, onnx: Path, settings: EnginesConfig, profile: di
     return (rec.onnx_sha256 == sha256_file(onnx) and rec.plan_sha256 == sha256_file(plan)
             and rec.precision == settings.precision and rec.workspace_mb == settings.workspace_mb
             and rec.profile == profile and rec.tensorrt_version == tensorrt_version()[0]
+            and rec.polygraphy_version == polygraphy.__version__
             and (rec.gpu_name, rec.compute_capability) == (gpu_name, cc))
 
 
-def build_plan_from_onnx(spec: NetworkSpec, onnx: Path, plan: Path, settings: EnginesConfig, max_batch_size: int,
-                         timing_cache: Path, calibration: Callable[[], list[np.ndarray]] | None = None,
-                         force: bool = False) -> str:
-    """Build ``plan`` from ``onnx`` with the spec's profile and ``settings``; returns what happened (one line)."""
-    import tensorrt as trt  # type: ignore[import-not-found]
-
-    if not onnx.is_file():
-        raise EngineError(f"{spec.name}: ONNX {_shown(onnx)} not found; `make engines` exports it first")
-    profile_shapes = _profile(spec, max_batch_size)
-    if not force and plan_is_current(plan, onnx, settings, profile_shapes):
-        return "up to date"
+def record_plan(spec: NetworkSpec, onnx: Path, plan: Path, settings: EnginesConfig,
+                profile: dict[str, list[list[int]]], build_s: float) -> PlanProvenance:
+    """Write ``model.plan.json`` for the plan just built here (this GPU, this TensorRT and Polygraphy)."""
     gpu_name, cc = _gpu()
-    t0 = time.monotonic()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
-    flags = 1 << int(explicit) if explicit is not None and int(trt.__version__.split(".")[0]) < 10 else 0
-    network = builder.create_network(flags)  # TensorRT 10: explicit batch is the only mode (flag deprecated)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"{spec.name}: TensorRT cannot parse {_shown(onnx)}: {errors or 'no reason given'}")
-    names = [network.get_input(i).name for i in range(network.num_inputs)]
-    if sorted(names) != sorted(profile_shapes):
-        raise EngineError(f"{spec.name}: ONNX inputs {names} differ from the spec's {sorted(profile_shapes)}")
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
-    profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile_shapes.items():
-        profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
-    config.add_optimization_profile(profile)
-    if settings.precision in ("fp16", "int8"):
-        if not builder.platform_has_fast_fp16:
-            raise EngineError(f"{spec.name}: engines.precision {settings.precision} but this GPU ({gpu_name}) has no "
-                              "fast fp16; use fp32")
-        config.set_flag(trt.BuilderFlag.FP16)
-    if settings.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = _entropy_calibrator(
-            trt, names[0], (calibration or (lambda: calibration_batches(spec, settings.calibration_images)))(),
-            plan.with_name(f"{spec.name}.int8-calibration.cache"))
-        config.set_calibration_profile(profile)
-
-    cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineError(f"{spec.name}: TensorRT could not build a plan from {_shown(onnx)} (see the TensorRT "
-                          "messages above; a larger engines.workspace_mb may help)")
-    timing_cache.parent.mkdir(parents=True, exist_ok=True)
-    timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-
-    plan.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plan.with_name(plan.name + ".tmp")
-    tmp.write_bytes(bytes(serialized))
-    tmp.replace(plan)
-    build_s = time.monotonic() - t0
-    write_provenance(plan, PlanProvenance(
-        network=spec.name, tensorrt_version=str(trt.__version__), gpu_name=gpu_name, compute_capability=cc,
-        precision=settings.precision, profile=profile_shapes, workspace_mb=settings.workspace_mb,
+    record = PlanProvenance(
+        network=spec.name, tensorrt_version=tensorrt_version()[0] or "", gpu_name=gpu_name, compute_capability=cc,
+        precision=settings.precision, profile=profile, workspace_mb=settings.workspace_mb,
         onnx=_shown(onnx), onnx_sha256=sha256_file(onnx), plan_sha256=sha256_file(plan),
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        build_s=round(build_s, 1),
-    ))
-    return f"built in {build_s:.0f} s ({settings.precision}, TensorRT {trt.__version__}, {gpu_name})"
+        build_s=round(build_s, 1), polygraphy_version=polygraphy.__version__,
+    )
+    write_provenance(plan, record)
+    return record
+
+
+def build_plan_from_onnx(spec: NetworkSpec, onnx: Path, plan: Path, settings: EnginesConfig, max_batch_size: int,
+                         timing_cache: Path, calibration: Iterable[Mapping[str, np.ndarray]] | None = None,
+                         force: bool = False) -> str:
+    """Build ``plan`` from ``onnx`` with the spec's profile and ``settings``; returns what happened (one line).
+
+    ``calibration`` (int8 only): re-iterable feed dicts ``{input: batch}`` of the profile's opt shapes; default:
+    the sample photos (or ``engines.calibration_images``) through the shared preprocessing.
+    """
+    if not onnx.is_file():
+        raise EngineError(f"{spec.name}: ONNX {_shown(onnx)} not found; `make engines` exports it first")
+    profile = profile_record(profile_from_spec(spec, max_batch_size))
+    if not force and plan_is_current(plan, onnx, settings, profile):
+        return "up to date"
+    gpu_name = _gpu()[0]
+    tmp = plan.with_name(plan.name + ".tmp")
+    build = plan_build_from_spec(spec, onnx, tmp, settings, max_batch_size, timing_cache, calibration)
+    timing_cache.parent.mkdir(parents=True, exist_ok=True)  # Polygraphy locks the cache with a file beside it
+    t0 = time.monotonic()
+    try:
+        with polygraphy_calls(f"{spec.name}: TensorRT could not build a plan from {_shown(onnx)}",
+                              hint="see the TensorRT messages above; a larger engines.workspace_mb may help"):
+            build()
+        tmp.replace(plan)
+    finally:
+        tmp.unlink(missing_ok=True)
+    build_s = time.monotonic() - t0
+    record = record_plan(spec, onnx, plan, settings, profile, build_s)
+    return f"built in {build_s:.0f} s ({settings.precision}, TensorRT {record.tensorrt_version}, {gpu_name})"
 
 
 def build_plans(config: Config, onnx_repository: Path, force: bool = False) -> list[str]:
@@ -236,31 +156,13 @@ def build_plans(config: Config, onnx_repository: Path, force: bool = False) -> l
     return lines
 
 
-def run_plan(plan: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a plan once on ``inputs`` (numpy, batch first) and return every output as numpy (tests, benchmarks)."""
-    import tensorrt as trt  # type: ignore[import-not-found]
-    import torch
-
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(plan.read_bytes())
-    if engine is None:
-        raise EngineError(f"{_shown(plan)}: TensorRT cannot deserialize it (built for another TensorRT or GPU?)")
-    context = engine.create_execution_context()
-    keep: dict[str, torch.Tensor] = {}
-    for name, array in inputs.items():
-        keep[name] = torch.from_numpy(np.ascontiguousarray(array)).cuda()
-        context.set_input_shape(name, tuple(array.shape))
-        context.set_tensor_address(name, keep[name].data_ptr())
-    outputs = {}
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        if engine.get_tensor_mode(name) != trt.TensorIOMode.OUTPUT:
-            continue
-        dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(engine.get_tensor_dtype(name)))).dtype
-        outputs[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
-        context.set_tensor_address(name, outputs[name].data_ptr())
-    stream = torch.cuda.Stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise EngineError(f"{_shown(plan)}: execution failed")
-    stream.synchronize()
-    return {name: t.cpu().numpy() for name, t in outputs.items()}
+def run_plan(plan: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a plan once on ``inputs`` (numpy, batch first) in Polygraphy's ``TrtRunner``; every output as numpy."""
+    if not plan.is_file():
+        raise EngineError(f"{_shown(plan)}: no such plan; build it with `make engines` on a machine with an NVIDIA GPU")
+    with polygraphy_calls(f"{_shown(plan)}: TensorRT cannot run it",
+                          hint="inputs must match the plan's names, dtypes and profile; a plan only loads on the "
+                               "TensorRT and GPU it was built with"):
+        with TrtRunner(engine_from_plan(plan)) as runner:
+            outputs = runner.infer(feed_dict=dict(inputs))
+            return {name: np.array(array, copy=True) for name, array in outputs.items()}  # the runner reuses buffers

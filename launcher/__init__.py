@@ -1,28 +1,33 @@
-"""Start, stop and inspect the local Triton Inference Server (``launcher run|stop|status|logs``)."""
+"""Start, stop and inspect Triton (``launcher run|stop|status|logs``): a local process or a container.
 
+``launcher.backend`` declares the interface every backend has, ``launcher.registry`` keys the backends
+by ``server.mode``, ``launcher.report`` prints their results, ``launcher.devcontainer`` holds the dev
+container (``launcher shell`` / ``tao_ws``, ``launcher doctor``).
+"""
+
+from launcher.backend import ServerBackend, ServerStatus, StartOptions, StopResult
 from launcher.http_probe import ModelState
-from launcher.local_server import (
-    ServerPaths,
-    ServerStatus,
-    StopResult,
-    follow_log,
-    read_log,
-    server_paths,
-    server_status,
-    start_server,
-    stop_server,
-)
-from launcher.pidfile import ServerRecord
+from launcher.local_server import follow_log, read_log, server_status, start_server, stop_server
+from launcher.records import BaseRecord, ContainerRecord, ServerRecord
+from launcher.registry import BACKENDS, active_backend, backend_for
+from launcher.state_dir import ServerPaths, server_paths
 from launcher.triton_binary import PYTHONPATH_ENV, TritonInstall, find_triton, prepare_backend_dir
 
 __all__ = [
+    "BACKENDS",
     "PYTHONPATH_ENV",
+    "BaseRecord",
+    "ContainerRecord",
     "ModelState",
+    "ServerBackend",
     "ServerPaths",
     "ServerRecord",
     "ServerStatus",
+    "StartOptions",
     "StopResult",
     "TritonInstall",
+    "active_backend",
+    "backend_for",
     "find_triton",
     "follow_log",
     "prepare_backend_dir",

@@ -1,4 +1,5 @@
-"""Triton in a container (``server.mode: docker``): start, wait until ready, status, logs, stop.
+"""``server.mode: docker``: Triton in a container (a :class:`ServerBackend`): start, wait until ready, status,
+logs, stop.
 
 The image is the manifest's (``docker/manifest.json``), pinned by digest; the container carries the label
 ``mmw.launcher=1`` and is recorded in ``<state_dir>/triton-container.json``, so ``stop`` removes exactly
@@ -9,20 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher import http_probe, triton_log
-from launcher.container_record import (
-    CONTAINER_LOG_NAME,
-    ContainerRecord,
-    read_container_record,
-    record_path,
-    remove_container_record,
-    write_container_record,
-)
+from launcher.backend import ServerStatus, StartOptions, StopResult
 from launcher.container_site import prepare_site
 from launcher.docker_client import (
     LABEL,
@@ -33,71 +27,29 @@ from launcher.docker_client import (
     sdk,
     start_container,
 )
-from launcher.http_probe import ModelState
 from launcher.images import ResolvedImage, manifest_entry, resolve_image
-from launcher.local_server import prepare_start, server_paths
-from launcher.pidfile import read_record, record_is_alive, start_lock
 from launcher.ports import check_ports_free, port_in_use
+from launcher.processes import record_is_alive
+from launcher.records import (
+    CONTAINER_LOG_NAME,
+    ContainerRecord,
+    ServerRecord,
+    read_record,
+    remove_record,
+    start_lock,
+    write_record,
+)
 from launcher.run_spec import triton_spec
+from launcher.state_dir import prepare_start, server_paths, startup_timeout
 from mmw.config import PROJECT_ROOT, Config
 from mmw.errors import DockerError
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
+MODE = "docker"
 POLL_S = 0.25
 GPU_FIX = 'set docker.gpus: "" (or `launcher run --mode docker --gpus none`) to run Triton without GPUs'
-Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ContainerStopResult:
-    """What ``stop_container_server`` did."""
-
-    name: str | None
-    container_id: str | None
-    stopped: bool  # a running container was stopped and removed
-    removed: int = 0  # containers removed (the recorded one and leftovers of this state dir)
-    stale: bool = False  # the record named a container that was gone; the record was removed
-    exit_code: int | None = None
-    elapsed_s: float = 0.0
-    log_path: str = ""
-
-    @property
-    def message(self) -> str:
-        if self.stopped:
-            how = "killed (SIGKILL after the exit timeout)" if self.exit_code == 137 else "stopped"
-            return (f"tritonserver container {self.name} ({self.container_id}) {how} and removed in "
-                    f"{self.elapsed_s:.1f} s; its log is saved in {self.log_path}")
-        if self.stale:
-            return f"no container running; removed a stale record (container {self.name} is gone)"
-        if self.removed:
-            return f"removed {self.removed} leftover container(s) of this state dir"
-        return "no server running (no container recorded)"
-
-
-@dataclass(frozen=True)
-class ContainerStatus:
-    """The Triton container of this config, as the record, Docker and its HTTP endpoint tell."""
-
-    running: bool
-    host: str
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    server_ready: bool
-    models: tuple[ModelState, ...]
-    uptime_s: float | None
-    record_file: Path
-    log_file: Path
-    record: ContainerRecord | None = None
-    state: str = ""  # Docker's state of the recorded container: running, exited, ... ('' = gone or none)
-    exit_code: int | None = None
-    busy_ports: tuple[str, ...] = ()
-
-    @property
-    def ready_models(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.models if m.state == "READY")
 
 
 def _client(config: Config, client: docker.DockerClient | None, host: str | None = None) -> docker.DockerClient:
@@ -123,14 +75,19 @@ def resolve_triton_image(config: Config, client: docker.DockerClient, *, allow_u
     return resolve_image(client, entry, allow_unpinned=allow_unpinned or d.allow_unpinned, pull=pull)
 
 
+def _record_path(config: Config) -> Path:
+    return ContainerRecord.path(server_paths(config).state_dir)
+
+
 def _refuse_if_running(config: Config, client: docker.DockerClient) -> None:
     paths = server_paths(config)
-    local = read_record(paths.pid_file)
+    local = read_record(paths.pid_file, ServerRecord)
     if local is not None and record_is_alive(local):
         raise DockerError(f"a local tritonserver started by launcher runs (pid {local.pid}, {local.http_url}); "
                           "run `launcher stop` first")
-    rpath = record_path(paths.state_dir)
-    record = read_container_record(rpath)
+    remove_record(paths.pid_file)  # stale (or none): its process is gone
+    rpath = ContainerRecord.path(paths.state_dir)
+    record = read_record(rpath, ContainerRecord)
     if record is not None:
         container = _get(client, record.container_id)
         if container is not None and container.status == "running":
@@ -140,7 +97,7 @@ def _refuse_if_running(config: Config, client: docker.DockerClient) -> None:
         if container is not None:
             _save_log(container, Path(record.log_path))
             remove_container(container)
-        remove_container_record(rpath)
+        remove_record(rpath)
     name = config.docker.container_name
     existing = _get(client, name)
     if existing is None:
@@ -154,16 +111,8 @@ def _refuse_if_running(config: Config, client: docker.DockerClient) -> None:
     remove_container(existing)
 
 
-def start_container_server(
-    config: Config,
-    wait_for_models: Sequence[str] = (),
-    *,
-    timeout_s: float | None = None,
-    client: docker.DockerClient | None = None,
-    allow_unpinned: bool = False,
-    pull: bool = False,
-    progress: Progress | None = None,
-) -> ContainerRecord:
+def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None,
+          options: StartOptions | None = None, client: docker.DockerClient | None = None) -> ContainerRecord:
     """Start the Triton container and wait until it and ``wait_for_models`` are ready.
 
     Raises DockerError when the daemon is unreachable, the image is missing or unpinned, GPUs are requested
@@ -171,45 +120,72 @@ def start_container_server(
     ready within ``timeout_s``; in the last cases the container is removed and its log saved.
     """
     s, d = config.server, config.docker
+    opts = options or StartOptions()
     timeout, paths = prepare_start(config, timeout_s)
     client = _client(config, client)
     with start_lock(paths.state_dir):
         _refuse_if_running(config, client)
         check_ports_free(s.host, {"server.http_port": s.http_port, "server.grpc_port": s.grpc_port,
                                   "server.metrics_port": s.metrics_port})
-        image = resolve_triton_image(config, client, allow_unpinned=allow_unpinned, pull=pull)
+        image = resolve_triton_image(config, client, allow_unpinned=opts.allow_unpinned, pull=opts.pull)
         site = None
         if d.image_kind == "ngc" and d.container_python:
             arch = str(client.info().get("Architecture", "x86_64"))
-            if progress is not None:
-                progress(f"preparing the python models' packages for the container's Python {d.container_python} "
-                         f"({arch}) in {paths.state_dir} (pip; once)")
+            if opts.progress is not None:
+                opts.progress(f"preparing the python models' packages for the container's Python "
+                              f"{d.container_python} ({arch}) in {paths.state_dir} (pip; once)")
             site = prepare_site(paths.state_dir, d.container_python, arch)
         spec = triton_spec(config, image.id, model_repository=paths.model_repository,
                            mmw_package=PROJECT_ROOT / "mmw", site_dir=site, state_dir=paths.state_dir)
         what = f"starting container {d.container_name} from {image.entry.ref}"
         container = create_container(client, spec.kwargs, what, GPU_FIX)
-        log_path = paths.state_dir / CONTAINER_LOG_NAME
         record = ContainerRecord(
             container_id=container.id, name=d.container_name, image=image.entry.ref, image_id=image.id,
             pinned=image.pinned, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
             metrics_port=s.metrics_port, started_at=time.time(), model_repository=str(paths.model_repository),
-            docker_host=d.host, gpus=d.gpus, network=d.network, log_path=str(log_path),
+            docker_host=d.host, gpus=d.gpus, network=d.network, log_path=str(paths.state_dir / CONTAINER_LOG_NAME),
             argv=list(spec.kwargs["command"]),
         )
-        rpath = record_path(paths.state_dir)
         try:
-            write_container_record(rpath, record)
+            write_record(ContainerRecord.path(paths.state_dir), record)
             start_container(container, what, GPU_FIX)
-            _wait_ready(container, record, list(wait_for_models), timeout, config)
         except BaseException:
-            with contextlib.suppress(Exception):
-                _save_log(container, log_path)
-            with contextlib.suppress(Exception):
-                remove_container(container)
-            remove_container_record(rpath)
+            _discard(container, record, ContainerRecord.path(paths.state_dir))
             raise
+        _ready_or_removed(container, record, wait_for_models, timeout, ContainerRecord.path(paths.state_dir))
     return record
+
+
+def wait_ready(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None,
+               client: docker.DockerClient | None = None) -> ContainerRecord:
+    """Wait until the recorded container and ``wait_for_models`` are ready; remove it if it fails (see ``start``)."""
+    timeout = startup_timeout(config, timeout_s)
+    rpath = _record_path(config)
+    record = read_record(rpath, ContainerRecord)
+    container = None if record is None else _get(_client(config, client, record.docker_host), record.container_id)
+    if record is None or container is None:
+        raise DockerError(f"no tritonserver container recorded in {rpath} (or it is gone): expected one started by "
+                          "`launcher run --mode docker`")
+    _ready_or_removed(container, record, wait_for_models, timeout, rpath)
+    return record
+
+
+def _discard(container: Any, record: ContainerRecord, rpath: Path) -> None:
+    """Save the log of a container that failed to start, remove it and its record."""
+    with contextlib.suppress(Exception):
+        _save_log(container, Path(record.log_path))
+    with contextlib.suppress(Exception):
+        remove_container(container)
+    remove_record(rpath)
+
+
+def _ready_or_removed(container: Any, record: ContainerRecord, names: Sequence[str], timeout: float,
+                      rpath: Path) -> None:
+    try:
+        _wait_ready(container, record, list(names), timeout)
+    except BaseException:
+        _discard(container, record, rpath)
+        raise
 
 
 def _logs_text(container: Any, tail: int | str = "all") -> str:
@@ -226,7 +202,7 @@ def _save_log(container: Any, path: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def _wait_ready(container: Any, record: ContainerRecord, names: list[str], timeout: float, config: Config) -> None:
+def _wait_ready(container: Any, record: ContainerRecord, names: list[str], timeout: float) -> None:
     """Poll until the server and ``names`` are ready; raise with Triton's reason otherwise."""
     url = record.http_url
     deadline = time.monotonic() + timeout
@@ -271,23 +247,22 @@ def _leftovers(client: docker.DockerClient, state_dir: Path) -> list[Any]:
     return client.containers.list(all=True, filters=filters)
 
 
-def stop_container_server(config: Config, client: docker.DockerClient | None = None) -> ContainerStopResult:
+def stop(config: Config, client: docker.DockerClient | None = None) -> StopResult:
     """Stop and remove the recorded container (SIGTERM, SIGKILL after ``server.exit_timeout_s``), save its log."""
     paths = server_paths(config)
-    rpath = record_path(paths.state_dir)
-    record = read_container_record(rpath)
+    rpath = ContainerRecord.path(paths.state_dir)
+    record = read_record(rpath, ContainerRecord)
     client = _client(config, client, None if record is None else record.docker_host)
     if record is None:
         removed = 0
         for container in _leftovers(client, paths.state_dir):
             remove_container(container)
             removed += 1
-        return ContainerStopResult(name=None, container_id=None, stopped=False, removed=removed)
+        return StopResult(mode=MODE, record=None, stopped=False, removed=removed)
     container = _get(client, record.container_id)
     if container is None:
-        remove_container_record(rpath)
-        return ContainerStopResult(name=record.name, container_id=record.container_id[:12], stopped=False,
-                                   stale=True)
+        remove_record(rpath)
+        return StopResult(mode=MODE, record=record, stopped=False, stale=True)
     t0 = time.monotonic()
     was_running = container.status == "running"
     errors = sdk().errors
@@ -304,21 +279,20 @@ def stop_container_server(config: Config, client: docker.DockerClient | None = N
     for other in _leftovers(client, paths.state_dir):
         remove_container(other)
         removed += 1
-    remove_container_record(rpath)
-    return ContainerStopResult(name=record.name, container_id=record.container_id[:12], stopped=was_running,
-                               removed=removed, stale=not was_running, exit_code=exit_code,
-                               elapsed_s=time.monotonic() - t0, log_path=record.log_path)
+    remove_record(rpath)
+    return StopResult(mode=MODE, record=record, stopped=was_running, stale=not was_running, forced=exit_code == 137,
+                      removed=removed, elapsed_s=time.monotonic() - t0)
 
 
-def container_status(config: Config, client: docker.DockerClient | None = None) -> ContainerStatus:
+def status(config: Config, client: docker.DockerClient | None = None) -> ServerStatus:
     """Whether the recorded container runs, its ports, readiness and models. Changes nothing."""
     paths = server_paths(config)
     s = config.server
-    rpath = record_path(paths.state_dir)
-    record = read_container_record(rpath)
-    base = ContainerStatus(running=False, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
-                           metrics_port=s.metrics_port, server_ready=False, models=(), uptime_s=None,
-                           record_file=rpath, log_file=paths.state_dir / CONTAINER_LOG_NAME)
+    rpath = ContainerRecord.path(paths.state_dir)
+    record = read_record(rpath, ContainerRecord)
+    base = ServerStatus(mode=MODE, running=False, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
+                        metrics_port=s.metrics_port, server_ready=False, models=(), uptime_s=None,
+                        record_file=rpath, log_file=paths.state_dir / CONTAINER_LOG_NAME)
     ports = {"http_port": s.http_port, "grpc_port": s.grpc_port, "metrics_port": s.metrics_port}
     if record is None:
         busy = tuple(f"{port} ({key})" for key, port in ports.items() if port_in_use(s.host, port))
@@ -335,29 +309,26 @@ def container_status(config: Config, client: docker.DockerClient | None = None) 
                    models=tuple(http_probe.repository_index(url) or ()), uptime_s=record.uptime_s)
 
 
-def read_container_log(config: Config, lines: int = 50, client: docker.DockerClient | None = None) -> list[str]:
+def _recorded_container(config: Config, client: docker.DockerClient | None) -> Any | None:
+    record = read_record(_record_path(config), ContainerRecord)
+    return None if record is None else _get(_client(config, client, record.docker_host), record.container_id)
+
+
+def read_log(config: Config, lines: int = 50, client: docker.DockerClient | None = None) -> list[str]:
     """The last ``lines`` lines of the container's log (the saved log once the container is gone)."""
     if lines < 0:
         raise DockerError(f"log lines: expected a number >= 0, got {lines}")
-    paths = server_paths(config)
-    record = read_container_record(record_path(paths.state_dir))
-    if record is not None:
-        container = _get(_client(config, client, record.docker_host), record.container_id)
-        if container is not None:
-            return _logs_text(container, lines).splitlines()[-lines:] if lines else []
-    return triton_log.tail(paths.state_dir / CONTAINER_LOG_NAME, lines)
+    container = _recorded_container(config, client)
+    if container is not None:
+        return _logs_text(container, lines).splitlines()[-lines:] if lines else []
+    return triton_log.tail(server_paths(config).state_dir / CONTAINER_LOG_NAME, lines)
 
 
-def follow_container_log(config: Config, lines: int = 50,
-                         client: docker.DockerClient | None = None) -> Iterator[str]:
+def follow_log(config: Config, lines: int = 50, client: docker.DockerClient | None = None) -> Iterator[str]:
     """The last ``lines`` lines, then new ones until the container stops."""
-    paths = server_paths(config)
-    record = read_container_record(record_path(paths.state_dir))
-    container = None
-    if record is not None:
-        container = _get(_client(config, client, record.docker_host), record.container_id)
+    container = _recorded_container(config, client)
     if container is None:
-        yield from triton_log.tail(paths.state_dir / CONTAINER_LOG_NAME, lines)
+        yield from triton_log.tail(server_paths(config).state_dir / CONTAINER_LOG_NAME, lines)
         return
     pending = b""
     for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=True, tail=lines):
@@ -367,3 +338,8 @@ def follow_container_log(config: Config, lines: int = 50,
             yield line.decode(errors="replace")
     if pending:
         yield pending.decode(errors="replace")
+
+
+def recorded(config: Config) -> bool:
+    """True when the state dir holds a container record."""
+    return _record_path(config).exists()

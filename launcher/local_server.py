@@ -1,4 +1,4 @@
-"""Start, stop and inspect a local tritonserver process described by ``Config.server``.
+"""``server.mode: local``: a tritonserver process from the nvidia-pytriton wheel (a :class:`ServerBackend`).
 
 The server runs detached (its own session), logs to ``<state_dir>/tritonserver.log`` and is recorded in
 ``<state_dir>/tritonserver.pid`` (JSON), so a later command can find it. It is only ever signalled by
@@ -13,26 +13,30 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from launcher import http_probe, triton_log
-from launcher.http_probe import ModelState
-from launcher.pidfile import (
-    PID_FILE_NAME,
-    ServerRecord,
+from launcher.backend import ServerStatus, StartOptions, StopResult
+from launcher.ports import check_ports_free, port_in_use
+from launcher.processes import (
     is_tritonserver,
+    kill_orphaned_stubs,
     proc_start_ticks,
-    read_record,
     reap,
     record_is_alive,
-    remove_record,
     remove_regions,
     shm_regions,
+)
+from launcher.records import (
+    ContainerRecord,
+    ServerRecord,
+    read_record,
+    remove_record,
     start_lock,
     write_record,
 )
-from launcher.ports import check_ports_free, port_in_use
+from launcher.state_dir import ServerPaths, prepare_start, server_paths, startup_timeout
 from launcher.triton_binary import (
     INSTALL_HINT,
     TritonInstall,
@@ -42,80 +46,13 @@ from launcher.triton_binary import (
     supported_flags,
 )
 from mmw.config import Config
-from mmw.engine_provenance import check_repository_plans
 from mmw.errors import ConfigError, ServerError
 
+MODE = "local"
 POLL_S = 0.25
 KILL_WAIT_S = 10.0
 # Our own children, so that stop() in the same process reaps them instead of leaving zombies.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass(frozen=True)
-class ServerPaths:
-    """Files of one configured server."""
-
-    state_dir: Path
-    pid_file: Path
-    log_file: Path
-    backend_dir: Path
-    model_repository: Path
-
-
-@dataclass(frozen=True)
-class StopResult:
-    """What ``stop_server`` did."""
-
-    pid: int | None  # the PID in the PID file (None: there was none)
-    stopped: bool  # a running server was stopped
-    stale: bool = False  # the PID file named a process that was gone; the file was removed
-    forced: bool = False  # SIGTERM was not enough, SIGKILL was sent
-    elapsed_s: float = 0.0
-
-    @property
-    def message(self) -> str:
-        if self.stopped:
-            how = "killed (SIGKILL after SIGTERM timed out)" if self.forced else "stopped"
-            return f"tritonserver (pid {self.pid}) {how} in {self.elapsed_s:.1f} s"
-        if self.stale:
-            return f"no server running; removed a stale PID file (pid {self.pid} is gone)"
-        return "no server running (no PID file)"
-
-
-@dataclass(frozen=True)
-class ServerStatus:
-    """The truth about the configured server, as far as the PID file, /proc and its HTTP endpoint tell."""
-
-    running: bool
-    pid: int | None
-    host: str
-    http_port: int
-    grpc_port: int
-    metrics_port: int
-    server_ready: bool
-    models: tuple[ModelState, ...]
-    uptime_s: float | None
-    stale_pid: int | None  # PID of a stale PID file (process gone), left for `stop` to clean
-    pid_file: Path
-    log_file: Path
-    record: ServerRecord | None = None
-    busy_ports: tuple[str, ...] = ()  # not running per the PID file, yet these ports are taken ('8000 (http_port)')
-
-    @property
-    def ready_models(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.models if m.state == "READY")
-
-
-def server_paths(config: Config) -> ServerPaths:
-    """Resolve the state dir, PID file, log, backend dir and model repository of ``config``."""
-    state = config.path(config.server.state_dir)
-    return ServerPaths(
-        state_dir=state,
-        pid_file=state / PID_FILE_NAME,
-        log_file=state / triton_log.LOG_FILE_NAME,
-        backend_dir=state / "backends",
-        model_repository=config.path(config.server.model_repository),
-    )
 
 
 def build_command(install: TritonInstall, config: Config, paths: ServerPaths) -> list[str]:
@@ -144,7 +81,12 @@ def build_command(install: TritonInstall, config: Config, paths: ServerPaths) ->
 
 
 def _refuse_if_running(paths: ServerPaths) -> None:
-    record = read_record(paths.pid_file)
+    container = read_record(ContainerRecord.path(paths.state_dir), ContainerRecord)
+    if container is not None:
+        raise ConfigError(f"a Triton container started by launcher is recorded ({container.name}, "
+                          f"{container.http_url}, record {ContainerRecord.path(paths.state_dir)}); run `launcher "
+                          "stop` first (or `launcher run --restart`)")
+    record = read_record(paths.pid_file, ServerRecord)
     if record is None:
         return
     if record_is_alive(record):
@@ -158,32 +100,14 @@ def _rotate_log(log_file: Path) -> None:
         os.replace(log_file, log_file.with_name(log_file.name + ".1"))
 
 
-def prepare_start(config: Config, timeout_s: float | None) -> tuple[float, ServerPaths]:
-    """Check the startup timeout, the repository and its TensorRT plans' provenance, create the state dir."""
-    s = config.server
-    timeout = s.startup_timeout_s if timeout_s is None else timeout_s
-    if timeout <= 0:
-        raise ConfigError(f"startup timeout: expected a positive number of seconds, got {timeout}")
-    paths = server_paths(config)
-    if not paths.model_repository.is_dir():
-        raise ConfigError(f"server.model_repository: expected a directory of models, got {paths.model_repository} "
-                          "which does not exist")
-    check_repository_plans(paths.model_repository)  # a foreign TensorRT plan is refused before Triton starts
-    try:
-        paths.state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"server.state_dir: cannot create {paths.state_dir}: {exc}") from exc
-    return timeout, paths
-
-
-def start_server(
-    config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None
-) -> ServerRecord:
+def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None,
+          options: StartOptions | None = None) -> ServerRecord:
     """Start tritonserver detached and wait until it and ``wait_for_models`` are ready.
 
     Raises ServerError if a recorded server still runs, a port is taken, Triton exits while starting
     (with Triton's reason from its log), or it is not ready within ``timeout_s`` (default
     ``server.startup_timeout_s``); in the last two cases the started process is stopped.
+    ``options`` (docker settings) do not apply here.
     """
     s = config.server
     timeout, paths = prepare_start(config, timeout_s)
@@ -209,15 +133,48 @@ def start_server(
         )
         try:
             write_record(paths.pid_file, record)
-            _wait_ready(proc, record, list(wait_for_models), timeout, paths)
         except BaseException:
-            _terminate(record, grace_s=float(s.exit_timeout_s) + KILL_WAIT_S)
-            remove_record(paths.pid_file)
+            _terminate(record, grace_s=_grace_s(config))
             raise
+        _ready_or_stopped(config, record, wait_for_models, timeout, paths)
     return record
 
 
-def _exit_description(rc: int) -> str:
+def wait_ready(config: Config, wait_for_models: Sequence[str] = (), *,
+               timeout_s: float | None = None) -> ServerRecord:
+    """Wait until the recorded server and ``wait_for_models`` are ready; stop it if it fails (see ``start``)."""
+    timeout = startup_timeout(config, timeout_s)
+    paths = server_paths(config)
+    record = read_record(paths.pid_file, ServerRecord)
+    if record is None:
+        raise ServerError(f"no tritonserver recorded in {paths.pid_file}: expected one started by `launcher run`")
+    _ready_or_stopped(config, record, wait_for_models, timeout, paths)
+    return record
+
+
+def _grace_s(config: Config) -> float:
+    return float(config.server.exit_timeout_s) + KILL_WAIT_S
+
+
+def _ready_or_stopped(config: Config, record: ServerRecord, names: Sequence[str], timeout: float,
+                      paths: ServerPaths) -> None:
+    try:
+        _wait_ready(record, list(names), timeout, paths)
+    except BaseException:
+        _terminate(record, grace_s=_grace_s(config))
+        remove_record(paths.pid_file)
+        raise
+
+
+def _exit_description(record: ServerRecord) -> str | None:
+    """How the recorded server ended (None while it runs); the exit code is known for our own children."""
+    proc = _CHILDREN.get(record.pid)
+    if proc is None:
+        reap(record.pid)
+        return None if record_is_alive(record) else "exited"
+    rc = proc.poll()
+    if rc is None:
+        return None
     if rc < 0:
         try:
             return f"was killed by {signal.Signals(-rc).name}"
@@ -226,8 +183,7 @@ def _exit_description(rc: int) -> str:
     return f"exited with code {rc}"
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], record: ServerRecord, names: list[str], timeout: float,
-                paths: ServerPaths) -> None:
+def _wait_ready(record: ServerRecord, names: list[str], timeout: float, paths: ServerPaths) -> None:
     """Poll until the server and every model in ``names`` are ready; raise with Triton's reason otherwise."""
     url = record.http_url
     deadline = time.monotonic() + timeout
@@ -236,10 +192,10 @@ def _wait_ready(proc: subprocess.Popen[bytes], record: ServerRecord, names: list
         if stuck := triton_log.stuck_reasons(watcher.new_lines()):
             raise ServerError(f"tritonserver (pid {record.pid}) cannot finish loading its models: {'; '.join(stuck)}; "
                               f"Triton would wait forever, so it was stopped. Full log: {paths.log_file}")
-        rc = proc.poll()
-        if rc is not None:
+        ended = _exit_description(record)
+        if ended is not None:
             reason = triton_log.explain_failure(triton_log.read_from(paths.log_file))
-            raise ServerError(f"tritonserver {_exit_description(rc)} before it was ready: "
+            raise ServerError(f"tritonserver {ended} before it was ready: "
                               f"{reason or 'no reason found in its log'}. Full log: {paths.log_file} "
                               "(`launcher logs`)")
         if http_probe.server_ready(url):
@@ -320,44 +276,43 @@ def _terminate(record: ServerRecord, grace_s: float) -> bool:
         if not _wait_gone(record, KILL_WAIT_S):
             raise ServerError(f"tritonserver pid {record.pid} survived SIGKILL for {KILL_WAIT_S:g} s; check it with "
                               f"`ps -p {record.pid}`")
+    kill_orphaned_stubs(record.pid)  # a server that exits while a model hangs in loading leaves its stubs
     remove_regions(regions)
     return forced
 
 
-def stop_server(config: Config) -> StopResult:
+def stop(config: Config) -> StopResult:
     """Stop the recorded server: SIGTERM, then SIGKILL after ``server.exit_timeout_s`` + 10 s; remove the PID file."""
     paths = server_paths(config)
-    record = read_record(paths.pid_file)
+    record = read_record(paths.pid_file, ServerRecord)
     if record is None:
-        return StopResult(pid=None, stopped=False)
+        return StopResult(mode=MODE, record=None, stopped=False)
     if not record_is_alive(record):
         remove_record(paths.pid_file)
-        return StopResult(pid=record.pid, stopped=False, stale=True)
+        return StopResult(mode=MODE, record=record, stopped=False, stale=True)
     t0 = time.monotonic()
-    forced = _terminate(record, grace_s=float(config.server.exit_timeout_s) + KILL_WAIT_S)
+    forced = _terminate(record, grace_s=_grace_s(config))
     remove_record(paths.pid_file)
-    return StopResult(pid=record.pid, stopped=True, forced=forced, elapsed_s=time.monotonic() - t0)
+    return StopResult(mode=MODE, record=record, stopped=True, forced=forced, elapsed_s=time.monotonic() - t0)
 
 
-def server_status(config: Config) -> ServerStatus:
+def status(config: Config) -> ServerStatus:
     """Whether the configured server runs, its ports, readiness, models and uptime. Changes nothing."""
     paths = server_paths(config)
     s = config.server
-    record = read_record(paths.pid_file)
-    alive = record is not None and record_is_alive(record)
-    base = ServerStatus(running=False, pid=None, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
+    record = read_record(paths.pid_file, ServerRecord)
+    base = ServerStatus(mode=MODE, running=False, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
                         metrics_port=s.metrics_port, server_ready=False, models=(), uptime_s=None,
-                        stale_pid=record.pid if record is not None and not alive else None,
-                        pid_file=paths.pid_file, log_file=paths.log_file)
-    if record is None or not alive:
+                        record_file=paths.pid_file, log_file=paths.log_file, record=record)
+    if record is None or not record_is_alive(record):
         ports = {"http_port": s.http_port, "grpc_port": s.grpc_port, "metrics_port": s.metrics_port}
         busy = tuple(f"{port} ({key})" for key, port in ports.items() if port_in_use(s.host, port))
         return replace(base, busy_ports=busy)
     url = record.http_url
     return replace(
-        base, running=True, pid=record.pid, host=record.host, http_port=record.http_port,
-        grpc_port=record.grpc_port, metrics_port=record.metrics_port, server_ready=http_probe.server_ready(url),
-        models=tuple(http_probe.repository_index(url) or ()), uptime_s=record.uptime_s, record=record,
+        base, running=True, host=record.host, http_port=record.http_port, grpc_port=record.grpc_port,
+        metrics_port=record.metrics_port, server_ready=http_probe.server_ready(url),
+        models=tuple(http_probe.repository_index(url) or ()), uptime_s=record.uptime_s,
     )
 
 
@@ -369,3 +324,14 @@ def read_log(config: Config, lines: int = 50) -> list[str]:
 def follow_log(config: Config, lines: int = 50, poll_s: float = 0.5) -> Iterator[str]:
     """The last ``lines`` lines, then new ones as the server writes them (never ends; stop iterating to stop)."""
     return triton_log.follow(server_paths(config).log_file, lines, poll_s)
+
+
+def recorded(config: Config) -> bool:
+    """True when the state dir holds a PID file."""
+    return server_paths(config).pid_file.exists()
+
+
+# The names other code imports.
+start_server = start
+stop_server = stop
+server_status = status

@@ -28,12 +28,17 @@ def request_overrides(parameters_json: str, defaults: tuple[SearchSettings, Dens
                       ) -> tuple[SearchSettings, DenseSettings]:
     """Apply a request's parameters (JSON text from ``request.parameters()``) to the defaults."""
     search, dense = defaults
+    allowed = ", ".join(CAPTION_PARAMETERS)
     try:
-        given = json.loads(parameters_json or "{}")
+        ours = json.loads(parameters_json or "{}")
     except ValueError:
-        given = {}
-    ours = {k: v for k, v in given.items() if k in CAPTION_PARAMETERS}
+        raise CaptionerError(f"request parameters: expected a JSON object of {allowed}, "
+                             f"got {parameters_json[:80]!r}") from None
+    if not isinstance(ours, dict):
+        raise CaptionerError(f"request parameters: expected a JSON object of {allowed}, got {ours!r}")
     for key, value in ours.items():
+        if key not in CAPTION_PARAMETERS:
+            raise CaptionerError(f"request parameter {key!r}: unknown; allowed: {allowed}")
         if isinstance(value, bool) or not isinstance(value, int):
             raise CaptionerError(f"request parameter {key}: expected an integer, got {value!r}")
     low, high = CAPTION_PARAMETERS["dense_top_k"]  # num_beams and max_new_tokens: SearchSettings checks them

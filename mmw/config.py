@@ -1,42 +1,85 @@
 """Typed, validated settings from ``config/config.yaml``: the one place users change things.
 
-Every section is a frozen dataclass. Loading checks every key and type and names the field
-(``server.http_port``) in any error, with what was expected and what is allowed.
+Every section is a frozen pydantic dataclass: pydantic checks every key and type, and
+:func:`build` turns its errors into one :class:`ConfigError` that names the field
+(``server.http_port``), what was expected and what is allowed. Each setting's docstring is its
+documentation (``docs/configuration.md`` is generated from them).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import ConfigDict, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mmw.contract import CAPTION_PARAMETERS
 from mmw.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """Where relative paths of the config resolve: ``$MMW_PROJECT_ROOT``; else the source checkout this package
+    runs from; else (an installed package) the current folder, the user's project."""
+    if os.environ.get("MMW_PROJECT_ROOT"):
+        return Path(os.environ["MMW_PROJECT_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "config").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
+#: The user's config.yaml; where there is none (an installed package outside a project) the defaults apply.
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "config.yaml"
 
+# YAML types as written: no coercion ("8000" is not a port, true is not 1); an integer is a number.
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Text = Annotated[str, Strict()]
+Flag = Annotated[bool, Strict()]
 
-@dataclass(frozen=True)
+
+_Section = typing.TypeVar("_Section")
+
+
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def section(cls: type[_Section]) -> type[_Section]:
+    """A config.yaml section: a frozen pydantic dataclass that forbids unknown keys."""
+    return pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))(cls)
+
+
+@section
 class ServerConfig:
     """How and where Triton runs."""
 
-    mode: Literal["local", "docker"] = "local"  # docker: the NGC Triton image, settings under docker:
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    model_repository: str = "model_repository"
-    state_dir: str = ".triton"
-    startup_timeout_s: float = 180.0
-    exit_timeout_s: int = 30
-    log_verbose: int = 0
+    mode: Literal["local", "docker"] = "local"
+    """local: a tritonserver process here; docker: Triton in a container (settings under `docker`)."""
+    host: Text = "127.0.0.1"
+    """Address clients connect to; Triton binds 127.0.0.1 by default."""
+    http_port: Int = 8000
+    """Triton's HTTP/REST port."""
+    grpc_port: Int = 8001
+    """Triton's gRPC port."""
+    metrics_port: Int = 8002
+    """Triton's Prometheus metrics port."""
+    model_repository: Text = "model_repository"
+    """The model repository Triton serves (relative paths: from the project root)."""
+    state_dir: Text = ".triton"
+    """PID file, server log and the prepared python backend."""
+    startup_timeout_s: Number = 180.0
+    """Wait this long for the server and the ensemble to be ready."""
+    exit_timeout_s: Int = 30
+    """On stop: the time Triton gets to drain in-flight requests."""
+    log_verbose: Int = 0
+    """Triton's --log-verbose level (0: off)."""
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port", "metrics_port"):
@@ -60,23 +103,36 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTAINER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
-@dataclass(frozen=True)
+@section
 class DockerConfig:
     """Triton in a container (``server.mode: docker``) and the dev container (``launcher shell``)."""
 
-    host: str = ""  # Docker daemon URL; "" means DOCKER_HOST, else the default socket
-    manifest: str = "docker/manifest.json"  # image names, tags and pinned digests
-    image_kind: Literal["ngc", "release"] = "ngc"  # ngc: stock Triton image + mounts; release: everything baked in
-    image: str = ""  # "" means the manifest's image for image_kind
-    tag: str = ""  # "" means the manifest's tag
-    allow_unpinned: bool = False  # run an image the manifest does not pin by digest
-    gpus: str = "all"  # "all", "" (none) or GPU indices "0,1"
-    shm_size: str = "1g"
-    ulimits: dict[str, int] = field(default_factory=lambda: {"memlock": -1, "stack": 67108864})
-    env: dict[str, str] = field(default_factory=dict)
-    container_name: str = "mmw-triton"
-    network: Literal["bridge", "host"] = "bridge"  # bridge: publish the server ports; host: share the host's
-    container_python: str = "3.10"  # python of the ngc image: its packages for the python models; "" if it has them
+    host: Text = ""
+    """Docker daemon URL; "" means DOCKER_HOST, else the default socket."""
+    manifest: Text = "docker/manifest.json"
+    """Image names, tags and pinned digests."""
+    image_kind: Literal["ngc", "release"] = "ngc"
+    """ngc: the stock NGC Triton image, repository and mmw/ mounted; release: docker/release, all baked in."""
+    image: Text = ""
+    """"" means the manifest's image for image_kind."""
+    tag: Text = ""
+    """"" means the manifest's tag."""
+    allow_unpinned: Flag = False
+    """Run an image the manifest does not pin by digest."""
+    gpus: Text = "all"
+    """"all", "" (none) or GPU indices "0,1"."""
+    shm_size: Text = "1g"
+    """/dev/shm of the container (python backend tensors travel through it)."""
+    ulimits: dict[str, Int] = field(default_factory=lambda: {"memlock": -1, "stack": 67108864})
+    """Container resource limits, NAME: value (soft = hard); -1 is unlimited."""
+    env: dict[str, Text] = field(default_factory=dict)
+    """Extra environment of the Triton container, e.g. {CUDA_MODULE_LOADING: LAZY}."""
+    container_name: Text = "mmw-triton"
+    """Name of the Triton container."""
+    network: Literal["bridge", "host"] = "bridge"
+    """bridge: publish the server ports on server.host; host: share the host's network."""
+    container_python: Text = "3.10"
+    """Python of the ngc image (the python models' packages are prepared for it); "" if it has them."""
 
     def __post_init__(self) -> None:
         if not GPUS_PATTERN.match(self.gpus):
@@ -102,13 +158,16 @@ class DockerConfig:
                               f"image already has the python models' packages, got {self.container_python!r}")
 
 
-@dataclass(frozen=True)
+@section
 class DetectorConfig:
     """SSD MobileNet V2 COCO: the frozen graph it is rebuilt from and its post-processing."""
 
-    score_threshold: float = 0.3
-    iou_threshold: float = 0.6
-    max_detections: int = 100
+    score_threshold: Number = 0.3
+    """Detections below this score are dropped on the server."""
+    iou_threshold: Number = 0.6
+    """Per-class NMS overlap."""
+    max_detections: Int = 100
+    """Per image; detection outputs are padded to at most this length."""
 
     def __post_init__(self) -> None:
         _unit_interval("models.detector.score_threshold", self.score_threshold)
@@ -116,18 +175,19 @@ class DetectorConfig:
         _positive("models.detector.max_detections", self.max_detections)
 
 
-@dataclass(frozen=True)
+@section
 class LabellerConfig:
     """EfficientNet-Lite0 scene labels."""
 
-    top_k: int = 5
+    top_k: Int = 5
+    """Scene labels per image."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= 1000:
             raise ConfigError(f"models.labeller.top_k: expected 1..1000, got {self.top_k}")
 
 
-@dataclass(frozen=True)
+@section
 class CaptionConfig:
     """How captions are made.
 
@@ -136,13 +196,21 @@ class CaptionConfig:
     ``make engines`` and served by Triton, with dense captions for the top detections.
     """
 
-    model: str = ""
-    num_beams: int = 1
-    max_new_tokens: int = 20
-    dense_top_k: int = 3
-    dense_min_score: float = 0.5
-    dense_min_size_px: int = 16
-    min_label_score: float = 0.2
+    model: Text = ""
+    """\"\": template captions composed from detections and labels. A BLIP or GIT checkpoint folder (or a hub
+    id with internet), exported by `make engines` and served by Triton."""
+    num_beams: Int = 1
+    """1: greedy; more: beam search (the request parameter num_beams overrides it)."""
+    max_new_tokens: Int = 20
+    """Caption length limit in tokens (request parameter max_new_tokens)."""
+    dense_top_k: Int = 3
+    """Also caption the best K detections of each image (0: none; request parameter dense_top_k)."""
+    dense_min_score: Number = 0.5
+    """Dense captions only for detections scoring at least this."""
+    dense_min_size_px: Int = 16
+    """Dense captions only for boxes at least this many pixels on both sides."""
+    min_label_score: Number = 0.2
+    """Template captions leave out scene labels below this score."""
 
     def __post_init__(self) -> None:
         _unit_interval("models.caption.min_label_score", self.min_label_score)
@@ -161,24 +229,32 @@ class CaptionConfig:
         return bool(self.model.strip())
 
 
-@dataclass(frozen=True)
+@section
 class ModelsConfig:
     """Every model of the pipeline."""
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    """SSD MobileNet V2 COCO."""
     labeller: LabellerConfig = field(default_factory=LabellerConfig)
+    """EfficientNet-Lite0 scene labels."""
     caption: CaptionConfig = field(default_factory=CaptionConfig)
+    """Template or neural (BLIP/GIT) captions."""
 
 
-@dataclass(frozen=True)
+@section
 class ServingConfig:
     """How each Triton model step is scheduled on this machine."""
 
-    max_batch_size: int = 8
-    instances: int | Literal["auto"] = "auto"
-    onnx_threads: int | Literal["auto"] = "auto"
-    max_queue_delay_us: int = 500
-    warmup: bool = True  # model_warmup in the networks' config.pbtxt: Triton marks them ready only after it
+    max_batch_size: Int = 8
+    """Per model step (dynamic batching)."""
+    instances: Int | Literal["auto"] = "auto"
+    """Instances per step; auto: from the core count (2 cores: detector 2, others 1)."""
+    onnx_threads: Int | Literal["auto"] = "auto"
+    """onnxruntime intra-op threads per network instance; auto: cores / instances."""
+    max_queue_delay_us: Int = 500
+    """Dynamic batching: how long a request may wait for others."""
+    warmup: Flag = True
+    """model_warmup in the networks' config.pbtxt: Triton marks them ready only after it."""
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -189,17 +265,24 @@ class ServingConfig:
                 _positive(f"serving.{name}", value)
 
 
-@dataclass(frozen=True)
+@section
 class EnginesConfig:
     """TensorRT plans (``make engines`` on an NVIDIA GPU) and the GPU repository variant."""
 
-    gpu_backend: Literal["tensorrt", "onnxruntime"] = "tensorrt"  # what serves the networks in the GPU variant
-    gpu_repository: str = "model_repository_gpu"  # where the GPU variant (configs, plans) is written
-    precision: Literal["fp16", "fp32", "int8"] = "fp16"  # int8 calibrates on calibration_images
-    workspace_mb: int = 1024  # TensorRT builder workspace (also the onnxruntime TensorRT provider's)
-    timing_cache: str = "build/tensorrt/timing.cache"  # reused across builds: loaded if present, saved after
-    onnxruntime_accelerator: Literal["tensorrt", "cuda"] = "tensorrt"  # gpu_backend onnxruntime: TensorRT EP or CUDA
-    calibration_images: str = ""  # int8: folder of JPEG/PNG images; "" = scikit-image's sample photos
+    gpu_backend: Literal["tensorrt", "onnxruntime"] = "tensorrt"
+    """What serves the networks in the GPU variant."""
+    gpu_repository: Text = "model_repository_gpu"
+    """Where the GPU variant (configs, plans) is written."""
+    precision: Literal["fp16", "fp32", "int8"] = "fp16"
+    """fp16, fp32 or int8 (int8 calibrates on calibration_images)."""
+    workspace_mb: Int = 1024
+    """TensorRT builder workspace (also the onnxruntime TensorRT provider's)."""
+    timing_cache: Text = "build/tensorrt/timing.cache"
+    """TensorRT timing cache, reused across builds: loaded if present, saved after each build."""
+    onnxruntime_accelerator: Literal["tensorrt", "cuda"] = "tensorrt"
+    """With gpu_backend onnxruntime: the TensorRT execution provider, or CUDA only."""
+    calibration_images: Text = ""
+    """int8: a folder of JPEG/PNG images; "" = scikit-image's sample photos."""
 
     def __post_init__(self) -> None:
         if not 16 <= self.workspace_mb <= 1 << 20:
@@ -212,18 +295,26 @@ class EnginesConfig:
                               "got an empty string")
 
 
-@dataclass(frozen=True)
+@section
 class ClientConfig:
     """Defaults of the command-line client."""
 
     protocol: Literal["grpc", "http"] = "grpc"
-    fps: float = 2.0
-    batch_size: int = 4
-    max_in_flight: int = 2
-    timeout_s: float = 60.0
-    jpeg_quality: int = 90
-    out_dir: str = "results"
-    retry_s: float = 60.0  # while the server is unreachable, retry with backoff this long (0: fail at once)
+    """grpc or http."""
+    fps: Number = 2.0
+    """Frames sampled per second of video."""
+    batch_size: Int = 4
+    """Images per request."""
+    max_in_flight: Int = 2
+    """Requests in flight at once."""
+    timeout_s: Number = 60.0
+    """Per request."""
+    jpeg_quality: Int = 90
+    """Frames travel to Triton as JPEG bytes of this quality."""
+    out_dir: Text = "results"
+    """Where results folders are written."""
+    retry_s: Number = 60.0
+    """While the server is unreachable, retry with backoff this long (0: fail at once)."""
 
     def __post_init__(self) -> None:
         _positive("client.fps", self.fps)
@@ -235,15 +326,20 @@ class ClientConfig:
             raise ConfigError(f"client.jpeg_quality: expected 1..100, got {self.jpeg_quality}")
 
 
-@dataclass(frozen=True)
+@section
 class AppConfig:
     """The Gradio app (``launcher app``): a thin client of the served ensemble."""
 
-    host: str = "127.0.0.1"
-    port: int = 7860
-    max_upload_mb: float = 500.0
-    max_fps: float = 10.0
-    out_dir: str = "results/app"
+    host: Text = "127.0.0.1"
+    """Address the app binds; 0.0.0.0 exposes it to the network (no login!)."""
+    port: Int = 7860
+    """The app's port (must differ from Triton's)."""
+    max_upload_mb: Number = 500.0
+    """Larger uploads are refused with a message."""
+    max_fps: Number = 10.0
+    """Upper end of the sampling-rate slider (its default is client.fps)."""
+    out_dir: Text = "results/app"
+    """One folder per run: results.json, annotated.mp4 or PNG."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -254,17 +350,24 @@ class AppConfig:
         _positive("app.max_fps", self.max_fps)
 
 
-@dataclass(frozen=True)
+@section
 class Config:
     """The whole of config.yaml."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    """How and where Triton runs."""
     docker: DockerConfig = field(default_factory=DockerConfig)
+    """Triton in a container and the dev container."""
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    """The pipeline's models."""
     serving: ServingConfig = field(default_factory=ServingConfig)
+    """How each Triton model step is scheduled."""
     engines: EnginesConfig = field(default_factory=EnginesConfig)
+    """The GPU path: TensorRT plans and the GPU repository."""
     client: ClientConfig = field(default_factory=ClientConfig)
+    """Defaults of the command-line client."""
     app: AppConfig = field(default_factory=AppConfig)
+    """The Gradio app."""
 
     def __post_init__(self) -> None:
         server_ports = {"http_port": self.server.http_port, "grpc_port": self.server.grpc_port,
@@ -296,80 +399,75 @@ _NOUNS = {int: "an integer", float: "a number", str: "a string", bool: "true or 
 def _type_name(tp: Any) -> str:
     """How a setting's type reads in an error: 'an integer or 'auto'', 'one of 'local', 'docker''."""
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _type_name(typing.get_args(tp)[0])
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         parts = [", ".join(repr(a) for a in typing.get_args(o)) if typing.get_origin(o) is Literal
                  else _type_name(o) for o in typing.get_args(tp)]
         return " or ".join(parts)
+    if origin is dict or hasattr(tp, "__dataclass_fields__"):
+        return "a mapping"
     return _NOUNS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and build nested dataclasses."""
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        return build(tp, value, where)
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        key_tp, value_tp = typing.get_args(tp)
-        return {_convert(k, key_tp, where): _convert(v, value_tp, f"{where}.{k}") for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(tp):
-            if option is type(None) and value is None:
-                return None
-            try:
-                return _convert(value, option, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported setting type {tp}")  # pragma: no cover - programming error
+def _setting_at(cls: type, loc: tuple[Any, ...]) -> tuple[list[str], Any, type | None]:
+    """Follow a pydantic error location through the sections: (path, the setting's type, its section).
+
+    Union member tags at the end of ``loc`` (``'int'``, ``"literal['auto']"``) are not settings and stop the walk.
+    """
+    path: list[str] = []
+    tp: Any = cls
+    owner: type | None = None
+    for item in loc:
+        if hasattr(tp, "__dataclass_fields__"):
+            owner = tp
+            if item not in tp.__dataclass_fields__:
+                path.append(str(item))
+                return path, None, owner
+            path.append(str(item))
+            tp = typing.get_type_hints(tp)[item]
+        elif typing.get_origin(tp) is dict:
+            path.append(str(item))
+            tp = typing.get_args(tp)[1]
+        else:
+            break
+    return path, tp, owner
 
 
-def build(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    prefix = f"{where}." if where else ""
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown setting; allowed keys{' under ' + where if where else ''}: "
-            + ", ".join(sorted(known))
-        )
-    kwargs = {name: _convert(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+def _config_error(cls: type, exc: ValidationError) -> ConfigError:
+    """The first of pydantic's errors as one line that names the setting, what it expected and what it got."""
+    error = exc.errors()[0]
+    path, tp, owner = _setting_at(cls, tuple(error["loc"]))
+    where, value = ".".join(path) or "config", error["input"]
+    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        parent = ".".join(path[:-1])
+        allowed = ", ".join(sorted(owner.__dataclass_fields__)) if owner is not None else ""
+        return ConfigError(f"{where}: unknown setting; allowed keys{' under ' + parent if parent else ''}: {allowed}")
+    expected = _type_name(tp) if tp is not None else error["msg"]
+    if typing.get_origin(tp) in (Literal, typing.Union, types.UnionType):
+        return ConfigError(f"{where}: expected {expected}, got {value!r}")
+    return ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def build(cls: type, data: dict[str, Any]) -> Any:
+    """Build section ``cls`` (e.g. :class:`Config`) from a mapping, rejecting unknown keys and wrong types."""
     try:
-        return cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - guarded by the checks above
-        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise _config_error(cls, exc) from None
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Load and validate config.yaml (the project's own when ``path`` is None)."""
+    """Load and validate config.yaml (the project's own when ``path`` is None; the defaults when it has none)."""
+    if path is None and not DEFAULT_CONFIG_PATH.is_file():
+        return Config()
     p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
         text = p.read_text(encoding="utf-8")

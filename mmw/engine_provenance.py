@@ -2,10 +2,10 @@
 
 A plan only runs on the TensorRT version and GPU architecture it was built with, and it stands for one
 exact ONNX file. Next to every plan ``make engines`` writes ``model.plan.json`` (TensorRT version, GPU name
-and compute capability, build flags, the sha256 of the plan and of its source ONNX). ``launcher run`` calls
-:func:`check_repository_plans` before it starts Triton, which would otherwise fail to deserialize a foreign
-plan or crash on it. Pure Python: the environment comes from ``tensorrt`` (when installed) and
-``nvidia-smi``, and is injectable for tests.
+and compute capability, build flags, the sha256 of the plan and of its source ONNX, the Polygraphy version
+that configured the build). ``launcher run`` calls :func:`check_repository_plans` before it starts Triton,
+which would otherwise fail to deserialize a foreign plan or crash on it. Pure Python: the environment comes
+from ``tensorrt`` (when installed) and ``nvidia-smi``, and is injectable for tests.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class PlanProvenance:
     plan_sha256: str
     built_at: str  # ISO 8601, UTC
     build_s: float
+    polygraphy_version: str = ""  # the builder's config defaults come from it; "" in records from before Polygraphy
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"

@@ -1,7 +1,9 @@
-"""Triton model repository: ``config.pbtxt`` files generated from the specs, never edited by hand.
+"""Triton model repository: ``config.pbtxt`` and ``model.py`` files generated from the specs, never edited by hand.
 
 Configs are built as ``model_config_pb2.ModelConfig`` messages (Triton's own schema) and written
-with protobuf's text format, so what Triton parses is exactly what the spec says.
+with protobuf's text format, so what Triton parses is exactly what the spec says. A python model's
+``model.py`` is rendered from one template: it makes the project importable in the backend stub
+and imports the model's class from :mod:`mmw.triton_models`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,20 @@ from mmw.errors import ModelSpecError
 from mmw.specs import TensorSpec, TritonModelSpec, repository_specs
 
 HEADER = "# Generated from mmw/specs.py and config/config.yaml by `python -m export repository`. Do not edit.\n"
-PYTHON_MODELS = PROJECT_ROOT / "model_repository"  # the python models' model.py files live in the CPU repository
+CPU_REPOSITORY = PROJECT_ROOT / "model_repository"  # where `make engines` exports the captioner for both variants
+MODEL_PY = "model.py"
+# The stub's embedded interpreter ignores PYTHONPATH, so the launcher passes the project and its venv in
+# MMW_PYTHONPATH (launcher/triton_binary.py); a release image has them installed and leaves it empty.
+_MODEL_PY_TEMPLATE = '''"""Triton python model ``{name}``: ``{module}.{cls}``."""
+# Generated from mmw/specs.py by `python -m export repository`. Do not edit.
+
+import os
+import sys
+
+sys.path[:0] = [p for p in os.environ.get("MMW_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+
+from {module} import {cls} as TritonPythonModel  # noqa: E402, F401
+'''
 _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan", "ensemble": "ensemble"}
 
 
@@ -72,6 +87,20 @@ def render_config(spec: TritonModelSpec) -> str:
     return HEADER + comment + body
 
 
+def render_model_py(spec: TritonModelSpec) -> str:
+    """The ``model.py`` of a python model."""
+    module, cls = spec.python_class.split(":")
+    return _MODEL_PY_TEMPLATE.format(name=spec.name, module=module, cls=cls)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
+
+
 def parse_config(text: str) -> mc.ModelConfig:
     """Parse config.pbtxt text back into a ModelConfig (comments ignored)."""
     try:
@@ -82,11 +111,12 @@ def parse_config(text: str) -> mc.ModelConfig:
 
 def write_repository(config: Config, root: Path | None = None, variant: str | None = None,
                      gpu_backend: str | None = None, cores: int | None = None) -> list[Path]:
-    """Write every model's config.pbtxt under ``root`` for ``cores`` (default: this host); return the changed files.
+    """Write every model's config.pbtxt (and a python model's model.py) under ``root`` for ``cores`` (default:
+    this host); return the changed files.
 
     ``root`` defaults to ``server.model_repository``; ``variant`` to ``gpu`` when that root is
     ``engines.gpu_repository``, else ``cpu``; ``gpu_backend`` to ``engines.gpu_backend``. The GPU variant
-    also gets the python models' ``model.py`` from the CPU repository (plans/ONNX come from ``make engines``).
+    also gets the exported captioner's files from the CPU repository (plans/ONNX come from ``make engines``).
     """
     root = root if root is not None else config.path(config.server.model_repository)
     if variant is None:
@@ -95,24 +125,25 @@ def write_repository(config: Config, root: Path | None = None, variant: str | No
     changed = []
     for spec in repository_specs(config, variant, gpu_backend, cores):
         path = root / spec.name / "config.pbtxt"
-        text = render_config(spec)
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            (root / spec.name / "1").mkdir(exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+        if _write_if_changed(path, render_config(spec)):
             changed.append(path)
-        if variant == "gpu" and spec.backend == "python":
-            changed += _copy_python_model(PYTHON_MODELS / spec.name / "1", root / spec.name / "1")
+        (root / spec.name / "1").mkdir(exist_ok=True)
+        if spec.backend == "python":
+            if _write_if_changed(root / spec.name / "1" / MODEL_PY, render_model_py(spec)):
+                changed.append(root / spec.name / "1" / MODEL_PY)
+            if variant == "gpu":
+                changed += _copy_model_files(CPU_REPOSITORY / spec.name / "1", root / spec.name / "1")
     check_caption_model(config, root)
     return changed
 
 
-def _copy_python_model(source: Path, target: Path) -> list[Path]:
-    """Copy a python model's files (model.py; the exported captioner beside it) where size or mtime differ."""
+def _copy_model_files(source: Path, target: Path) -> list[Path]:
+    """Copy what ``make engines`` exported beside a python model (the captioner) where size or mtime differ."""
     if not source.is_dir() or target.resolve() == source.resolve():
         return []
     copied = []
-    for file in sorted(p for p in source.iterdir() if p.is_file() and p.suffix not in (".pyc", ".tmp")):
+    for file in sorted(p for p in source.iterdir()
+                       if p.is_file() and p.name != MODEL_PY and p.suffix not in (".pyc", ".tmp")):
         dest = target / file.name
         st = file.stat()
         if not dest.is_file() or dest.stat().st_size != st.st_size or dest.stat().st_mtime_ns != st.st_mtime_ns:
@@ -130,6 +161,10 @@ def check_repository(config: Config, root: Path | None = None, cores: int | None
             raise ModelSpecError(f"{path}: missing; run `python -m export repository`")
         if parse_config(path.read_text(encoding="utf-8")) != to_model_config(spec):
             raise ModelSpecError(f"{path}: differs from its spec; run `python -m export repository`")
+        model_py = root / spec.name / "1" / MODEL_PY
+        if spec.backend == "python" and (not model_py.is_file() or model_py.read_text(encoding="utf-8")
+                                         != render_model_py(spec)):
+            raise ModelSpecError(f"{model_py}: missing or differs from its spec; run `python -m export repository`")
 
 
 def check_caption_model(config: Config, root: Path) -> None:

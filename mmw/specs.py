@@ -21,6 +21,7 @@ from mmw.processing.classification import LABELLER_INPUT_SIZE
 from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETECTOR_CLASSES
 
 BATCH_AXIS = "batch"
+_MODELS = "mmw.triton_models"  # where the python models' classes live
 VARIANTS = ("cpu", "gpu")
 REFERENCE_CORES = 2  # the committed model_repository is generated for a 2-core host
 GPU_BACKENDS = ("onnxruntime", "tensorrt")
@@ -155,6 +156,12 @@ class TritonModelSpec:
     warmup: tuple[WarmupSample, ...] = ()
     gpu_accelerator: str = ""  # onnxruntime on the GPU: "tensorrt" (TensorRT execution provider) or "" (CUDA)
     accelerator_parameters: tuple[tuple[str, str], ...] = ()
+    python_class: str = ""  # a python model's class, "module:Class" (its generated model.py imports it)
+
+    def __post_init__(self) -> None:
+        if (self.backend == "python") != bool(self.python_class):
+            raise ModelSpecError(f"model {self.name}: python_class is for (and required by) backend 'python', "
+                                 f"got backend {self.backend!r} with python_class {self.python_class!r}")
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,7 @@ def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str,
         resources = plan[network.name]
         return TritonModelSpec(
             name=network.name, backend="python", inputs=network.inputs, outputs=network.outputs,
+            python_class=f"{_MODELS}:OnnxStep",
             max_batch_size=serving.max_batch_size, instances=resources.instances,
             max_queue_delay_us=serving.max_queue_delay_us,
             parameters=(("onnx_file", "model.onnx"), ("onnx_threads", str(resources.threads))),
@@ -253,21 +261,21 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         error,
     )
     preprocess = TritonModelSpec(
-        name="preprocess", inputs=(IMAGE,), outputs=(*network_inputs, *decoded),
+        name="preprocess", inputs=(IMAGE,), outputs=(*network_inputs, *decoded), python_class=f"{_MODELS}:Preprocess",
         instances=plan["preprocess"].instances,
         description="decode each JPEG/PNG on its own (a bad one: black frame, IMAGE_OK false, reason in ERROR); "
                     "resize for the detector and the labeller",
         **python_step,  # type: ignore[arg-type]
     )
     preprocess_raw = TritonModelSpec(
-        name="preprocess_frames", inputs=(FRAME,), outputs=network_inputs,
+        name="preprocess_frames", inputs=(FRAME,), outputs=network_inputs, python_class=f"{_MODELS}:PreprocessFrames",
         instances=plan["preprocess_frames"].instances,
         description="resize raw RGB frames for the detector and the labeller", **python_step,  # type: ignore[arg-type]
     )
     postprocess = TritonModelSpec(
         name="postprocess",
         inputs=(*DETECTOR.outputs, image_size, *LABELLER.outputs, image_ok),
-        outputs=(*detections, *labels),
+        outputs=(*detections, *labels), python_class=f"{_MODELS}:Postprocess",
         instances=plan["postprocess"].instances,
         parameters=(
             ("score_threshold", repr(det.score_threshold)), ("iou_threshold", repr(det.iou_threshold)),
@@ -277,7 +285,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     )
     if cap.neural:
         captioner = TritonModelSpec(
-            name="caption",
+            name="caption", python_class=f"{_MODELS}:Caption",
             inputs=(FRAME, detections[0], detections[1], detections[4], image_size, image_ok),
             outputs=caption, instances=plan["caption"].instances,
             parameters=(
@@ -293,7 +301,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         )
     else:
         captioner = TritonModelSpec(
-            name="caption",
+            name="caption", python_class=f"{_MODELS}:Caption",
             inputs=(contract.CLASS_IDS, contract.NUM_DETECTIONS, labels[2], labels[1], image_ok),
             outputs=caption, instances=plan["caption"].instances,
             parameters=(("caption_source", TEMPLATE_SOURCE), ("min_label_score", repr(cap.min_label_score))),

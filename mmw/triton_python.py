@@ -1,7 +1,8 @@
 """The shared part of this repository's Triton python models.
 
-A model's ``model.py`` subclasses :class:`BatchedStep` and implements ``compute``: numpy arrays in
-(by input name, batch first), numpy arrays out (by output name). This class does the rest:
+A model class (:mod:`mmw.triton_models`, imported by its generated ``model.py``) subclasses
+:class:`BatchedStep` and implements ``compute``: numpy arrays in (by input name, batch first), numpy
+arrays out (by output name). This class does the rest:
 reading config.pbtxt parameters, merging the requests of a dynamic batch into one call, splitting
 the results back, and turning exceptions into per-request errors so one bad request fails alone.
 Importable only inside Triton's python backend stub (it provides ``triton_python_backend_utils``).
@@ -53,9 +54,13 @@ class BatchedStep:
         return pb_utils.InferenceResponse(
             output_tensors=[pb_utils.Tensor(name, outputs[name]) for name in self.output_names])
 
+    @staticmethod
+    def _reason(exc: Exception) -> str:
+        return str(exc) if isinstance(exc, (MMWError, ValueError)) else f"{type(exc).__name__}: {exc}"
+
     def _error(self, exc: Exception) -> object:
-        reason = str(exc) if isinstance(exc, (MMWError, ValueError)) else f"{type(exc).__name__}: {exc}"
-        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"{self.model_name}: {reason}"))
+        error = pb_utils.TritonError(f"{self.model_name}: {self._reason(exc)}")
+        return pb_utils.InferenceResponse(output_tensors=[], error=error)
 
     def request_options(self, request: object) -> tuple:
         """Per-request settings (from request parameters); requests are merged only with equal options."""
@@ -99,7 +104,10 @@ class BatchedStep:
         merged = {name: np.concatenate([a[name] for a in per_request]) for name in self.input_names}
         try:
             outputs = self.compute_with(merged, options)
-        except Exception:
+        except Exception as exc:
+            # Rerun one request at a time so that only the bad one fails; say once why the merge failed.
+            pb_utils.Logger.log_warn(f"{self.model_name}: a merged batch of {len(per_request)} requests failed "
+                                     f"({self._reason(exc)}); running them one at a time")
             return [self._one(inputs, options) for inputs in per_request]
         responses, start = [], 0
         for size in sizes:

@@ -19,6 +19,39 @@ from mmw.config import Config, build
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
 
+#: What a test needs decides its marker (pyproject.toml lists them): a fixture or file that starts a real
+#: server, Docker or a browser, or does slower real work (the networks, a wheel, ffmpeg). The rest is ``unit``.
+_SERVING_FIXTURES = {"triton", "neural_triton", "captioning_server", "merging_server"}
+_INTEGRATION_FIXTURES = {"engines", "tiny_captioners", "exported_captioners", "installed", "serve"}
+_MARKED_FILES = {"test_docker_launcher.py": "docker"}
+_KINDS = ("gpu", "docker", "browser", "serving", "integration")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every test exactly one of the kinds gpu, docker, browser, serving, integration, else unit."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        kinds = {m.name for m in item.iter_markers() if m.name in _KINDS}
+        if fixtures & _SERVING_FIXTURES:
+            kinds.add("serving")
+        if "browser" in fixtures:
+            kinds.add("browser")
+        if item.path.name in _MARKED_FILES:
+            kinds.add(_MARKED_FILES[item.path.name])
+        if fixtures & _INTEGRATION_FIXTURES:
+            kinds.add("integration")
+        kind = next((k for k in _KINDS if k in kinds), "unit")
+        item.add_marker(getattr(pytest.mark, kind))
+
+
+def project_sources(suffix: str = ".py") -> list[Path]:
+    """The project's own files (git's tracked and untracked-but-not-ignored ones): no venv, build or cache."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    return sorted(ROOT / name for name in listed if name.endswith(suffix) and (ROOT / name).is_file())
+
 
 def photo(name: str) -> np.ndarray:
     """An RGB photo shipped by scikit-image."""

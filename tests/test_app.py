@@ -26,11 +26,11 @@ from tests.conftest import ROOT, free_ports, jpeg, photo
 
 gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
 from clients.app import analyse_upload, launch_app, server_report, status_markdown, triton_warning  # noqa: E402
+from clients.media.sample_video import make_sample_video  # noqa: E402
 from clients.pipeline import VideoRun  # noqa: E402
 from clients.results import VideoResults  # noqa: E402
-from clients.sample_video import make_sample_video  # noqa: E402
 
-server = pytest.mark.server  # these start a real tritonserver
+server = pytest.mark.serving  # these start a real tritonserver
 pytestmark = [  # gradio 6.31's own use of pandas 3 (not ours)
     pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
@@ -174,7 +174,7 @@ def test_browser_analyses_the_sample_video(page: OpenPage, sample: Path) -> None
     assert all(name in downloads for name in EXPORTS), downloads
     assert "8 frames" in pg.locator("#message").inner_text()
     note = pg.locator("#dense-note").inner_text()
-    assert "captions are template ones" in note and "Neural captions" in note and "README.md#neural-captions" in note
+    assert "captions are template ones" in note and "Neural captions" in note and "docs/captions.md" in note
     assert not pg.locator("#dense-captions").is_visible()  # no table of dense captions with template captions
     assert "template captions: no captioning model is configured" in pg.locator("#message").inner_text()
     pg.locator("#counts canvas, #counts svg").first.wait_for()
@@ -341,7 +341,7 @@ def test_gradio_client_image_and_errors(app_url: str, tmp_path: Path) -> None:
 
 @server
 def test_truncated_video_gives_partial_results(app_config: Config, tmp_path: Path) -> None:
-    from clients.mp4 import Mp4Writer
+    from clients.media.mp4 import Mp4Writer
 
     full = tmp_path / "full.mp4"
     rng = np.random.default_rng(0)
@@ -372,6 +372,7 @@ def test_status_when_triton_is_down() -> None:
     assert "launcher run" in (triton_warning(config) or "")
 
 
+@pytest.mark.integration  # a subprocess or transformers' import
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_launcher_app_warns_when_triton_is_down_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
     http, grpc, metrics, port = free_ports(4)

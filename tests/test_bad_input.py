@@ -17,13 +17,13 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from clients.triton_client import SceneClient
+from clients.transport import SceneClient
 from mmw.config import Config
 from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from mmw.processing.images import MAX_IMAGE_PIXELS
 from tests.conftest import jpeg, photo, png_header
 
-pytestmark = pytest.mark.server
+pytestmark = pytest.mark.serving
 PROTOCOLS = ("grpc", "http")
 CORRUPT = b"notanimage"  # 10 bytes
 CORRUPT_ERROR = "image: expected JPEG or PNG bytes, got 10 bytes that do not decode as an image"

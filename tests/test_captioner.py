@@ -161,6 +161,30 @@ def test_padded_frames_round_trip_at_their_own_sizes() -> None:
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize(("parameters_json", "message"), [
+    ("{not json", r"request parameters: expected a JSON object of num_beams, max_new_tokens, dense_top_k, got"),
+    ("[1, 2]", r"request parameters: expected a JSON object .*got \[1, 2\]"),
+    ('{"num_beam": 2}', r"request parameter 'num_beam': unknown; allowed: num_beams, max_new_tokens, dense_top_k"),
+    ('{"num_beams": 2.5}', r"request parameter num_beams: expected an integer, got 2\.5"),
+    ('{"dense_top_k": -1}', r"dense_top_k: expected 0\.\.32, got -1"),
+])
+def test_request_parameters_fail_clearly(parameters_json: str, message: str) -> None:
+    from mmw.captioner import DenseSettings
+    from mmw.captioning_step import request_overrides
+
+    with pytest.raises(CaptionerError, match=message):
+        request_overrides(parameters_json, (SearchSettings(), DenseSettings()))
+
+
+def test_request_parameters_override_the_defaults() -> None:
+    from mmw.captioner import DenseSettings
+    from mmw.captioning_step import request_overrides
+
+    search, dense = request_overrides('{"num_beams": 3, "dense_top_k": 0}', (SearchSettings(), DenseSettings()))
+    assert (search.num_beams, search.max_new_tokens, dense.top_k) == (3, SearchSettings().max_new_tokens, 0)
+    assert request_overrides("", (SearchSettings(), DenseSettings())) == (SearchSettings(), DenseSettings())
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("num_beams", 0, "models.caption.num_beams: expected 1..16, got 0"),
     ("max_new_tokens", 1000, "models.caption.max_new_tokens: expected 1..512, got 1000"),
@@ -177,11 +201,13 @@ def test_search_settings_reject_out_of_range() -> None:
         SearchSettings(num_beams=17)
 
 
+@pytest.mark.integration  # a subprocess or transformers' import
 def test_missing_checkpoint_folder_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CaptionerError, match=r"models\.caption\.model = .*no checkpoint there"):
         load_captioner(str(tmp_path / "nothing-here"))
 
 
+@pytest.mark.integration  # a subprocess or transformers' import
 def test_unreachable_hub_id_is_one_line_naming_the_setting(tmp_path: Path) -> None:
     """`make engines` with a hub id and no network: one line on stderr naming the setting, exit 1."""
     config = tmp_path / "config.yaml"
@@ -194,7 +220,7 @@ def test_unreachable_hub_id_is_one_line_naming_the_setting(tmp_path: Path) -> No
     assert len(err) == 1 and "Traceback" not in done.stderr
     assert err[0].startswith("export: error: models.caption.model = 'Salesforce/blip-image-captioning-base': "
                              "cannot be loaded")
-    assert "README.md#neural-captions" in err[0]
+    assert "docs/captions.md" in err[0]
 
 
 def test_template_mode_says_how_to_switch() -> None:
@@ -202,7 +228,7 @@ def test_template_mode_says_how_to_switch() -> None:
 
     config = build(Config, {})
     (line,) = build_caption_model(config, ROOT / "model_repository", force=False)
-    assert "template" in line and "models.caption.model" in line and "README.md#neural-captions" in line
+    assert "template" in line and "models.caption.model" in line and "docs/captions.md" in line
 
 
 # --- served by Triton -------------------------------------------------------------------------------------------
@@ -281,7 +307,7 @@ def fidelity_images() -> list[np.ndarray]:
     return [photo(n) for n in (*PHOTOS, "motorcycle_left")] + [hd, np.full((120, 160, 3), 128, np.uint8)]
 
 
-@pytest.mark.server
+@pytest.mark.serving
 @pytest.mark.parametrize(("num_beams", "max_new_tokens", "top_k"), [(None, None, None), (3, 6, 2), (2, 8, 0)])
 def test_served_captions_equal_transformers_on_the_original_images(
         captioning_server: tuple[Config, TransformersCaptioner], num_beams: int | None, max_new_tokens: int | None,
@@ -317,7 +343,7 @@ def test_served_captions_equal_transformers_on_the_original_images(
         assert counts == [0] * len(images)
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_served_captions_are_the_tokenizer_text(neural_triton: Config, tiny_captioners: dict[str, Path]) -> None:
     from transformers import AutoTokenizer
 
@@ -331,7 +357,7 @@ def test_served_captions_are_the_tokenizer_text(neural_triton: Config, tiny_capt
             assert out["DENSE_CAPTIONS"][0, slot].decode() == want
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_raw_frame_ensemble_captions_like_the_encoded_one(neural_triton: Config) -> None:
     import cv2
 
@@ -346,7 +372,7 @@ def test_raw_frame_ensemble_captions_like_the_encoded_one(neural_triton: Config)
     np.testing.assert_array_equal(raw.as_numpy("DENSE_TOKENS"), encoded["DENSE_TOKENS"])
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_concurrent_requests_with_different_settings_are_batched_apart(neural_triton: Config) -> None:
     """Requests that Triton batches together keep their own num_beams/max_new_tokens."""
     from concurrent.futures import ThreadPoolExecutor
@@ -361,11 +387,14 @@ def test_concurrent_requests_with_different_settings_are_batched_apart(neural_tr
             assert [served_tokens(r) for r in got] == [served_tokens(r) for r in alone[length]]
 
 
-@pytest.mark.server
+@pytest.mark.serving
 @pytest.mark.parametrize(("parameters", "message"), [
     ({"num_beams": 0}, "num_beams: expected 1..16, got 0"),
     ({"max_new_tokens": 9999}, "max_new_tokens: expected 1..512, got 9999"),
     ({"dense_top_k": 99}, "dense_top_k: expected 0..32, got 99"),
+    ({"num_beam": 3}, "request parameter 'num_beam': unknown; allowed: num_beams, max_new_tokens, dense_top_k"),
+    ({"num_beams": "3"}, "request parameter num_beams: expected an integer, got '3'"),
+    ({"max_new_tokens": True}, "request parameter max_new_tokens: expected an integer, got True"),
 ])
 def test_bad_request_parameter_fails_that_request_clearly(neural_triton: Config, parameters: dict,
                                                           message: str) -> None:

@@ -1,4 +1,4 @@
-"""clients.annotate: boxes, caption banner and the annotated MP4 writer."""
+"""clients.outputs.annotators: boxes and tags (supervision), the caption banner; the annotated MP4 writer."""
 
 from __future__ import annotations
 
@@ -8,23 +8,19 @@ import av
 import numpy as np
 import pytest
 
-from clients.annotate import (
-    AnnotatedVideoWriter,
-    annotate,
-    ascii_text,
-    class_color,
-    draw_caption,
-    draw_detections,
-    text_style,
-    wrap_text,
-)
-from clients.mp4 import pick_codec
+from clients.media.mp4 import Mp4Writer, pick_codec
+from clients.outputs.annotators import DetectionAnnotator, annotate, class_color, draw_caption
+from clients.outputs.text import ascii_text, text_style, wrap_text
 from clients.results import Detection, ImageResult, SceneLabel
 from mmw.errors import InputError
 
 
 def _frame(h: int = 240, w: int = 320) -> np.ndarray:
     return np.full((h, w, 3), 100, np.uint8)
+
+
+def draw_detections(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
+    return DetectionAnnotator().annotate(rgb, ImageResult(detections))
 
 
 def test_boxes_are_drawn_inside_the_box_only() -> None:
@@ -95,7 +91,7 @@ def test_annotate_uses_label_when_no_caption() -> None:
 def test_annotated_video_writer(tmp_path: Path) -> None:
     path = tmp_path / "annotated.mp4"
     rng = np.random.default_rng(1)
-    with AnnotatedVideoWriter(path, 2.0, (101, 75)) as writer:  # odd size: padded to even
+    with Mp4Writer(path, 2.0, (101, 75)) as writer:  # odd size: padded to even
         for i in range(7):
             writer.write(rng.integers(0, 255, (75, 101, 3), dtype=np.uint8), timestamp_s=i * 0.5)
         assert not path.exists()  # written under a temporary name until closed
@@ -113,7 +109,7 @@ def test_annotated_video_writer(tmp_path: Path) -> None:
 
 def test_writer_keeps_timeline_gaps_and_resizes(tmp_path: Path) -> None:
     path = tmp_path / "gaps.mp4"
-    with AnnotatedVideoWriter(path, 2.0, (64, 48)) as writer:
+    with Mp4Writer(path, 2.0, (64, 48)) as writer:
         for t in (0.0, 0.5, 2.0):
             writer.write(_frame(96, 128), timestamp_s=t)
     with av.open(str(path)) as container:
@@ -123,7 +119,7 @@ def test_writer_keeps_timeline_gaps_and_resizes(tmp_path: Path) -> None:
 
 
 def test_writer_without_frames_writes_nothing(tmp_path: Path) -> None:
-    with AnnotatedVideoWriter(tmp_path / "none.mp4", 2.0, (64, 48)):
+    with Mp4Writer(tmp_path / "none.mp4", 2.0, (64, 48)):
         pass
     assert list(tmp_path.iterdir()) == []
 
@@ -131,4 +127,4 @@ def test_writer_without_frames_writes_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("fps", "size"), [(0, (64, 48)), (2, (0, 48))])
 def test_writer_rejects_bad_settings(tmp_path: Path, fps: float, size: tuple[int, int]) -> None:
     with pytest.raises(InputError):
-        AnnotatedVideoWriter(tmp_path / "x.mp4", fps, size)
+        Mp4Writer(tmp_path / "x.mp4", fps, size)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import clients.cli as cli
+from clients.media.sample_video import make_pattern_video
 from clients.results import Detection, ImageResult, ImageSetResults, SceneLabel, VideoResults
-from clients.sample_video import make_pattern_video
-from clients.triton_client import CaptionOptions
+from clients.transport import CaptionOptions
 from mmw.errors import InferenceError
 
 
@@ -157,7 +157,7 @@ def test_video_interrupted_keeps_results(
 def test_video_partial_results_on_truncated_file(
     fake: type[FakeClient], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from clients.mp4 import Mp4Writer
+    from clients.media.mp4 import Mp4Writer
 
     rng = np.random.default_rng(0)
     full = tmp_path / "full.mp4"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import clients.cli as cli
-from clients.annotate import annotate, dense_caption_text, draw_dense_captions
+from clients.outputs.annotators import annotate, draw_dense_captions
+from clients.outputs.text import dense_caption_text
 from clients.pipeline import filter_detections
 from clients.results import (
     SCHEMA_VERSION,
@@ -26,9 +27,9 @@ from clients.results import (
     SceneLabel,
     VideoResults,
     caption_summary,
-    parse_outputs,
 )
-from clients.triton_client import CaptionOptions, SceneClient
+from clients.transport import CaptionOptions, SceneClient
+from clients.transport.decoding import parse_outputs
 from mmw.errors import ConfigError, InferenceError, InputError
 
 BLIP = "Salesforce/blip-image-captioning-base"
@@ -203,7 +204,7 @@ def test_image_results_1_2_round_trip_and_template_note(tmp_path: Path) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["captions"] == {"source": "template", "note": TEMPLATE_NOTE, "sources": ["template"],
                                 "dense_captions": 0}
-    assert "models.caption.model" in TEMPLATE_NOTE and "README.md#neural-captions" in TEMPLATE_NOTE
+    assert "models.caption.model" in TEMPLATE_NOTE and "docs/captions.md" in TEMPLATE_NOTE
     assert data["images"][0]["dense_captions"] == []
     assert ImageSetResults.read(path) == results
 
@@ -421,7 +422,7 @@ def test_cli_caption_flags_reach_the_client(cli_client: type[_CliClient], photo_
 
 
 def test_cli_video_takes_the_caption_flags(cli_client: type[_CliClient], tmp_path: Path) -> None:
-    from clients.sample_video import make_pattern_video
+    from clients.media.sample_video import make_pattern_video
 
     video = make_pattern_video(tmp_path / "clip.mp4", [i / 10 for i in range(10)])
     assert cli.main(["video", str(video), "--out", str(tmp_path / "out"), "--fps", "2", "--num-beams", "3",

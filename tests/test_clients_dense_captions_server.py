@@ -19,12 +19,12 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from clients.results import TEMPLATE_NOTE, ImageResult, ImageSetResults
-from clients.triton_client import CaptionOptions, SceneClient
+from clients.transport import CaptionOptions, SceneClient
 from mmw.config import Config
 from mmw.contract import CAPTION_OUTPUTS, ENSEMBLE_NAME
 from tests.conftest import ROOT, jpeg, photo
 
-pytestmark = pytest.mark.server
+pytestmark = pytest.mark.serving
 PHOTOS = ("astronaut", "chelsea", "coffee")
 NEURAL_SOURCE = "tiny-blip"  # caption_source of the neural_triton fixture: its checkpoint folder's name
 
@@ -105,7 +105,7 @@ def test_cli_image_against_the_template_server_says_captions_are_templates(trito
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert data["schema_version"] == "1.2"
     assert data["captions"]["source"] == "template" and data["captions"]["note"] == TEMPLATE_NOTE
-    assert "README.md#neural-captions" in data["captions"]["note"]
+    assert "docs/captions.md" in data["captions"]["note"]
     assert all(e["dense_captions"] == [] and "caption_tokens" not in e for e in data["images"])
     assert ImageSetResults.read(out / "results.json").captions.source == "template"
 

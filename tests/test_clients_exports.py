@@ -1,4 +1,4 @@
-"""clients.exports: every export of a video run parsed back with a standard reader.
+"""clients.outputs.exports: every export of a video run parsed back with a standard reader.
 
 results.json (schema 1.1, and 1.0 files still read), COCO (pycocotools), SRT (pysrt), WebVTT
 (webvtt-py), tracks CSV (csv and pandas) and the annotated MP4 with track ids (PyAV).
@@ -14,8 +14,16 @@ import av
 import numpy as np
 import pytest
 
-from clients.annotate import class_color
-from clients.exports import COCO_FILE, SRT_FILE, TRACKS_COLUMNS, TRACKS_FILE, VTT_FILE, format_timestamp, srt_text
+from clients.outputs.annotators import class_color
+from clients.outputs.exports import (
+    COCO_FILE,
+    SRT_FILE,
+    TRACKS_COLUMNS,
+    TRACKS_FILE,
+    VTT_FILE,
+    format_timestamp,
+    srt_text,
+)
 from clients.pipeline import VideoRun, analyse_video
 from clients.results import SCHEMA_VERSION, Scene, VideoResults, read_results
 from tests.test_clients_scenes import shots_video

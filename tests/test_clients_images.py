@@ -1,4 +1,4 @@
-"""clients.images: JPEG encoding and reading image files into (bytes to send, RGB)."""
+"""clients.media.images: JPEG encoding and reading image files into (bytes to send, RGB)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.images import encode_jpeg, encode_png, prepare_image, read_image
+from clients.media.images import encode_jpeg, encode_png, prepare_image, read_image
 from mmw.errors import InputError
 
 

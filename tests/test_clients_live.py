@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from clients.live import FrameQueue, LiveSettings, analyse_stream
+from clients.live import LiveSettings, analyse_stream
+from clients.media.sample_video import make_sample_video
+from clients.media.stream import FrameQueue
+from clients.media.video import SampledFrame
 from clients.results import VideoResults
-from clients.sample_video import make_sample_video
-from clients.video import SampledFrame
 from mmw.config import Config
 from mmw.errors import InputError
 from tests.conftest import ROOT, free_ports
@@ -133,7 +134,7 @@ def test_frame_queue_drops_the_oldest() -> None:
 
 
 @needs_ffmpeg
-@pytest.mark.server
+@pytest.mark.serving
 def test_cli_live_on_triton_stops_cleanly_on_ctrl_c(
     triton: Config, serve: Callable[[Path], str], tmp_path: Path
 ) -> None:

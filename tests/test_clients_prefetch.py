@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clients.pipeline import prefetched
+from clients.media.prefetch import prefetched
 from mmw.errors import InputError
 
 

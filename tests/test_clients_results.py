@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from clients.results import (
     SCHEMA_VERSION,
+    DenseCaption,
     Detection,
     FrameResult,
     ImageEntry,
     ImageResult,
     ImageSetResults,
+    LiveStats,
     SceneLabel,
     VideoResults,
-    parse_outputs,
     read_results,
 )
+from clients.transport.decoding import parse_outputs
 from mmw.errors import InferenceError, InputError
 
 
@@ -208,3 +212,53 @@ def test_read_errors(tmp_path: Path) -> None:
     bad.write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError, match="not valid JSON"):
         read_results(bad)
+
+
+def test_several_problems_name_the_first_and_count_the_rest() -> None:
+    data = json.loads(_video_results().to_json())
+    data["frames"][0]["index"] = "zero"
+    data["frames"][2]["detections"][1]["score"] = True
+    first = r"results\.frames\[0\]\.index: expected int, got str 'zero'"
+    with pytest.raises(InputError, match=rf"^{first} \(and 1 more error\)$"):
+        VideoResults.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["frames"][0].update(timestamp_s=True), r"frames\[0\]\.timestamp_s: expected a number, got bool"),
+        (lambda d: d["frames"][0]["detections"][0].update(class_id=1.0), r"class_id: expected int, got float 1\.0"),
+        (lambda d: d.update(complete="yes"), r"results\.complete: expected bool, got str 'yes'"),
+        (lambda d: d.update(error=3), r"results\.error: expected a string or null, got int 3"),
+        (lambda d: d["frames"][1].pop("caption"), r"frames\[1\]\.caption: missing \(expected str\)"),
+        (lambda d: d["frames"].__setitem__(1, []), r"frames\[1\]: expected a JSON object, got list"),
+    ],
+    ids=["bool-for-number", "float-for-int", "string-for-bool", "int-for-string", "missing-caption", "not-object"],
+)
+def test_results_are_read_with_json_types(change, message: str) -> None:
+    data = json.loads(_video_results().to_json())
+    change(data)
+    with pytest.raises(InputError, match=message):
+        VideoResults.from_dict(data)
+
+
+def test_records_are_checked_when_built() -> None:
+    det = Detection(np.array([1, 2, 3, 4], np.float32).tolist(), np.float32(0.5), np.int32(17), "cat")  # type: ignore[arg-type]
+    assert det == Detection((1.0, 2.0, 3.0, 4.0), 0.5, 17, "cat") and type(det.class_id) is int
+    assert isinstance(det.box, tuple) and hash(det) == hash(Detection((1, 2, 3, 4), 0.5, 17, "cat"))
+    assert dataclasses.replace(det, track_id=np.int64(3)).track_id == 3  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        det.score = 1.0  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="Unexpected keyword argument"):
+        Detection((1, 2, 3, 4), 0.5, 17, "cat", trackid=3)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match=r"expected 4 numbers \[x1, y1, x2, y2\], got \(1, 2\)"):
+        Detection((1, 2), 0.5, 17, "cat")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=r"expected 0\.\.-1 \(an index into detections\), got 0"):
+        ImageResult(dense_captions=(DenseCaption(0, "a cat", "cat", 0.5, (1, 2, 3, 4)),))
+    dog = Detection((5, 5, 9, 9), 0.9, 18, "dog")
+    image = ImageResult((det, dog), (SceneLabel("lawn", 0.5),), "a cat", "tiny-blip",
+                        dense_captions=(DenseCaption(1, "a dog", "dog", 0.9, dog.box),))
+    assert image.keep_detections([1]).dense_captions[0].box_index == 0 and image.neural
+    assert LiveStats.from_dict(LiveStats(9, 3, 1, 2, 1.5, "seconds").to_dict(), "live").frames_dropped == 1
+    with pytest.raises(InputError, match=r"^live\.wall_s: expected a number, got str '1'$"):
+        LiveStats.from_dict(LiveStats(9, 3, 1, 2, 1.5, "seconds").to_dict() | {"wall_s": "1"}, "live")

@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
+from clients.media.sample_video import make_sample_video
+from clients.media.video import sample_frames
 from clients.pipeline import analyse_video
 from clients.results import VideoResults
-from clients.sample_video import make_sample_video
-from clients.triton_client import SceneClient
-from clients.video import sample_frames
+from clients.transport import SceneClient
 from launcher.local_server import server_status, start_server, stop_server
 from mmw.config import Config
 from mmw.errors import InferenceError, InputError, ServerUnavailable
 from tests.conftest import ROOT, serving
 
-pytestmark = pytest.mark.server
+pytestmark = pytest.mark.serving
 FPS = 4.0
 
 
@@ -123,6 +123,27 @@ def test_errors_the_server_answers_are_not_retried(triton: Config) -> None:
             list(client.infer_many([[b"x"]]))
         assert not isinstance(caught.value, ServerUnavailable)
         assert client.retries == 0 and time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("model", ["scene_understandng", "scene_understanding is not ready"])
+def test_a_wrong_model_name_fails_at_once_with_one_line(triton: Config, protocol: str, model: str) -> None:
+    """Retrying is decided by the answer's status (NOT_FOUND, 404: never retried), not by its text, which quotes
+    the model name: the second name's text once read as a restarting server and was retried for retry_s."""
+    from mmw.contract import ENSEMBLE_NAME
+
+    port = triton.server.grpc_port if protocol == "grpc" else triton.server.http_port
+    with SceneClient(f"127.0.0.1:{port}", protocol, model_name=model, retry_s=60) as client:  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        with pytest.raises(InferenceError) as caught:
+            list(client.infer_many([[b"x"]]))
+        elapsed = time.monotonic() - t0
+        assert not isinstance(caught.value, ServerUnavailable)
+        assert client.retries == 0 and elapsed < 5
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1, message
+    assert f"answered an error for model '{model}'" in message and "is not found" in message
+    assert "(models served: " in message and ENSEMBLE_NAME in message.split("(models served: ")[1]
 
 
 # --- a server of our own, stopped and restarted mid-video ---------------------------------------------------

@@ -1,4 +1,4 @@
-"""clients.sample_video: the Ken Burns sample video made from scikit-image photos."""
+"""clients.media.sample_video: the Ken Burns sample video made from scikit-image photos."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sample_video import PHOTOS, load_photo, make_sample_video
-from clients.video import probe, sample_frames
+from clients.media.sample_video import PHOTOS, load_photo, make_sample_video
+from clients.media.video import probe, sample_frames
 from mmw.errors import InputError
 
 pytest.importorskip("skimage")

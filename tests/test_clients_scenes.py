@@ -1,4 +1,4 @@
-"""clients.scenes: cuts on a video made of distinct shots, scene captions, labels-only segmentation."""
+"""clients.analysis.scenes: cuts on a video made of distinct shots, scene captions, labels-only segmentation."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.mp4 import Mp4Writer
+from clients.analysis.scenes import SceneSettings, frame_signature, segment_scenes, visual_distance
+from clients.media.mp4 import Mp4Writer
 from clients.pipeline import analyse_video
 from clients.results import Detection, FrameResult, ImageResult, SceneLabel, VideoResults
-from clients.scenes import SceneSettings, frame_signature, segment_scenes, visual_distance
 from mmw.errors import InputError
 from tests.test_clients_tracking import SIZE, ColourClient, moving_squares_frame
 

@@ -1,4 +1,4 @@
-"""clients.search and ``python -m clients search``: time ranges, scenes and tracks; one run against real Triton."""
+"""clients.analysis.search and ``python -m clients search``: ranges, scenes and tracks; one run against real Triton."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 import clients.cli as cli
+from clients.analysis.scenes import segment_scenes
+from clients.analysis.search import SearchQuery, format_time, parse_objects, result_lines, search
+from clients.media.clips import extract_clip
+from clients.media.sample_video import make_sample_video
+from clients.media.video import probe
 from clients.pipeline import analyse_video
 from clients.results import Detection, FrameResult, ImageResult, SceneLabel, Track, VideoResults
-from clients.sample_video import make_sample_video
-from clients.scenes import segment_scenes
-from clients.search import SearchQuery, extract_clip, format_time, parse_objects, result_lines, search
-from clients.triton_client import SceneClient
-from clients.video import probe
+from clients.transport import SceneClient
 from mmw.config import Config
 from mmw.errors import InputError
 from tests.conftest import ROOT
@@ -154,7 +155,7 @@ def test_semantic_search_with_the_packaged_minilm_model() -> None:
 # --- against the real server -----------------------------------------------------------------------------
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_sample_video_on_triton_then_search_and_clip(triton: Config, tmp_path: Path) -> None:
     """The sample video (2 s per photo: astronaut, cat, coffee) through Triton; search the results."""
     video = make_sample_video(tmp_path / "sample.mp4", seconds=6)

@@ -1,4 +1,4 @@
-"""clients.tracking: ByteTrack ids across sampled frames, occlusions, first/last seen, through the pipeline.
+"""clients.analysis.tracking: ByteTrack ids across sampled frames, occlusions, first/last seen, through the pipeline.
 
 ``ColourClient`` stands in for the server: it "detects" the red and blue squares of
 ``moving_squares_video`` by colour, so a synthetic video has known moving objects (no server needed).
@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.mp4 import Mp4Writer
+from clients.analysis.tracking import ObjectTracker, TrackerSettings, build_tracks, iou, track_frames
+from clients.media.mp4 import Mp4Writer
 from clients.pipeline import analyse_video
 from clients.results import Detection, FrameResult, ImageResult, SceneLabel, VideoResults
-from clients.tracking import ObjectTracker, TrackerSettings, build_tracks, iou, track_frames
 from mmw.errors import InputError
 
 SIZE = (320, 240)

@@ -1,4 +1,4 @@
-"""clients.triton_client without a Triton server: fake tritonclient classes and a closed port."""
+"""clients.transport (SceneClient) without a Triton server: fake tritonclient classes and a closed port."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from clients.triton_client import SceneClient, normalize_url
+from clients.transport import SceneClient, normalize_url
 from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
 
 
@@ -181,6 +181,125 @@ def test_unreachable_server_is_retried_for_retry_s_then_given_up(protocol: str) 
         assert client.retries >= 2
 
 
+class _Flaky:
+    """Fake tritonclient clients whose first ``failures`` requests fail with ``error``; later ones answer."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, error: BaseException, failures: int) -> None:
+        self.error, self.failures, self.calls = error, failures, 0
+        self.ready = True  # what is_server_ready answers
+        flaky = self
+
+        class Fake:
+            def __init__(self, url: str, **kwargs: Any) -> None:
+                pass
+
+            def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> _FakeResult:
+                flaky.calls += 1
+                if flaky.calls <= flaky.failures:
+                    raise flaky.error
+                return _FakeResult(flaky.calls, _batch_size(inputs))
+
+            def async_infer(self, model_name: str, inputs: list[Any], callback: Any, **kwargs: Any) -> None:
+                try:
+                    callback(result=self.infer(model_name, inputs), error=None)
+                except BaseException as exc:
+                    callback(result=None, error=exc)
+
+            def is_server_ready(self, **kwargs: Any) -> bool:
+                return flaky.ready
+
+            def get_model_repository_index(self, **kwargs: Any) -> list[dict[str, str]]:
+                return [{"name": "scene_understanding", "state": "READY"}, {"name": "caption", "state": "READY"}]
+
+            def close(self) -> None:
+                pass
+
+        monkeypatch.setattr(grpcclient, "InferenceServerClient", Fake)
+        monkeypatch.setattr(httpclient, "InferenceServerClient", Fake)
+
+
+#: Text the server's answer may hold that says nothing about whether to retry: the old client matched it.
+_MISLEADING = "Request for unknown model: 'server is stopping: connection refused, is not ready' is not found"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "status", "message", "retried"),
+    [
+        ("grpc", "StatusCode.UNAVAILABLE", "failed to connect to all addresses", True),
+        ("grpc", "StatusCode.UNAVAILABLE", "Stream removed", True),
+        ("grpc", "StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", True),
+        ("http", "503", "Request for unknown model: 'scene_understanding' has no available versions", True),
+        ("http", "502", "Bad Gateway", True),
+        ("grpc", "StatusCode.NOT_FOUND", _MISLEADING, False),
+        ("http", "404", _MISLEADING, False),
+        ("grpc", "StatusCode.INVALID_ARGUMENT", "unexpected inference input 'PIXELS' (connection reset)", False),
+        ("http", "400", "unexpected inference input 'PIXELS' for model 'scene_understanding'", False),
+        ("grpc", "StatusCode.INTERNAL", "socket closed", False),
+        ("http", "500", "Failed to connect", False),
+    ],
+)
+def test_retry_follows_the_status_not_the_text(monkeypatch: pytest.MonkeyPatch, protocol: str, status: str,
+                                               message: str, retried: bool) -> None:
+    flaky = _Flaky(monkeypatch, InferenceServerException(message, status=status), failures=2)
+    with SceneClient("127.0.0.1:1", protocol, retry_s=30) as client:  # type: ignore[arg-type]
+        t0 = time.monotonic()
+        if retried:
+            (results,) = client.infer_many([[b"x"]])
+            assert client.retries == 2 and results[0].caption == "req3-img0"
+        else:
+            with pytest.raises(InferenceError) as caught:
+                list(client.infer_many([[b"x"]]))
+            assert not isinstance(caught.value, ServerUnavailable)
+            assert client.retries == 0 and flaky.calls == 1
+            text = str(caught.value)
+            assert "\n" not in text and "answered an error for model 'scene_understanding'" in text
+        assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [(ConnectionRefusedError(111, "Connection refused"), True), (ConnectionResetError(104, "Connection reset"), True),
+     (TimeoutError(), True), (ValueError("bad"), False)],
+)
+def test_socket_errors_and_timeouts_are_retried(monkeypatch: pytest.MonkeyPatch, error: BaseException,
+                                                retried: bool) -> None:
+    _Flaky(monkeypatch, error, failures=1)
+    with SceneClient("127.0.0.1:1", "http", retry_s=30) as client:
+        if retried:
+            assert len(next(iter(client.infer_many([[b"x"]])))) == 1 and client.retries == 1
+        else:
+            with pytest.raises(InferenceError, match=r"request to the Triton server .* failed: ValueError: bad"):
+                list(client.infer_many([[b"x"]]))
+            assert client.retries == 0
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_unknown_model_from_a_server_that_is_not_ready_is_retried(monkeypatch: pytest.MonkeyPatch,
+                                                                  protocol: str) -> None:
+    """A stopping server unloads the ensemble before it closes its ports: NOT_FOUND while it says it is not ready."""
+    status = "StatusCode.NOT_FOUND" if protocol == "grpc" else "404"
+    flaky = _Flaky(monkeypatch, InferenceServerException("Request for unknown model: 'scene_understanding' has no "
+                                                         "available versions", status=status), failures=2)
+    flaky.ready = False
+    with SceneClient("127.0.0.1:1", protocol, retry_s=30) as client:  # type: ignore[arg-type]
+        assert len(next(iter(client.infer_many([[b"x"]])))) == 1
+        assert client.retries == 2
+    flaky = _Flaky(monkeypatch, flaky.error, failures=5)
+    flaky.ready = False
+    with SceneClient("127.0.0.1:1", protocol, retry_s=0.5) as client:  # type: ignore[arg-type]
+        with pytest.raises(ServerUnavailable, match=r"is not reachable: .* \(it is not ready: stopping, or starting\)"
+                                                    r".*launcher run.*gave up after retrying for 0.5 s"):
+            list(client.infer_many([[b"x"]]))
+
+
+def test_unknown_model_lists_the_models_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    _Flaky(monkeypatch, InferenceServerException(_MISLEADING, status="StatusCode.NOT_FOUND"), failures=1)
+    with SceneClient("127.0.0.1:1", model_name="scene_understandin", retry_s=30) as client:
+        with pytest.raises(InferenceError, match=r"for model 'scene_understandin': .* is not found "
+                                                 r"\(models served: caption, scene_understanding\)$"):
+            client.infer([b"x"])
+
+
 def test_retry_s_must_not_be_negative() -> None:
     with pytest.raises(ConfigError, match="retry_s: expected >= 0 seconds, got -1"):
         SceneClient("127.0.0.1:1", retry_s=-1)
@@ -207,3 +326,41 @@ def test_bad_settings(kwargs: dict[str, Any]) -> None:
     args = {"url": "127.0.0.1:8001"} | kwargs
     with pytest.raises(ConfigError):
         SceneClient(**args)
+
+
+_CAPTION_PARAMS = {"caption_source": {"string_value": "tiny-blip"}, "num_beams": {"string_value": "1"},
+                   "dense_top_k": {"string_value": "3"}, "onnx_threads": {"string_value": "2"}}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param({"name": "scene_understanding", "platform": "ensemble", "max_batch_size": 8,
+                      "ensemble_scheduling": {"step": [
+                          {"model_name": "preprocess", "output_map": {"ERROR": "ERROR"}},
+                          {"model_name": "caption", "output_map": {"CAPTION_SOURCE": "CAPTION_SOURCE"}}]},
+                      "parameters": _CAPTION_PARAMS}, id="http"),
+        pytest.param({"config": {"name": "scene_understanding", "platform": "ensemble", "max_batch_size": 8,
+                                 "ensemble_scheduling": {"step": [
+                                     {"model_name": "preprocess", "output_map": {"ERROR": "ERROR"}},
+                                     {"model_name": "caption", "output_map": {"CAPTION_SOURCE": "CAPTION_SOURCE"}}]},
+                                 "parameters": _CAPTION_PARAMS}}, id="grpc"),
+        pytest.param({"config": {"name": "scene_understanding", "platform": "ensemble", "maxBatchSize": 8,
+                                 "ensembleScheduling": {"step": [
+                                     {"modelName": "preprocess", "outputMap": {"ERROR": "ERROR"}},
+                                     {"modelName": "caption", "outputMap": {"CAPTION_SOURCE": "CAPTION_SOURCE"}}]},
+                                 "parameters": {k: {"stringValue": v["string_value"]}
+                                                for k, v in _CAPTION_PARAMS.items()}}}, id="grpc camelCase"),
+    ],
+)
+def test_model_config_reads_every_protocol_spelling(answer: dict[str, Any]) -> None:
+    from clients.transport import CaptionerInfo, ModelConfig
+
+    config = ModelConfig.from_json(answer)
+    assert (config.name, config.platform, config.max_batch_size) == ("scene_understanding", "ensemble", 8)
+    assert [s.model for s in config.steps] == ["preprocess", "caption"]
+    step = config.step_writing("CAPTION_SOURCE")
+    assert step is not None and step.model == "caption"
+    captioner = CaptionerInfo.from_config(config, ready=True)
+    assert captioner.source == "tiny-blip" and captioner.neural
+    assert captioner.settings == (("num_beams", "1"), ("dense_top_k", "3"))  # in CAPTIONER_SETTINGS order

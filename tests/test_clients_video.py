@@ -1,4 +1,4 @@
-"""clients.video: probing, sampling by timestamp, rotation and bad input (no server needed)."""
+"""clients.media.video: probing, sampling by timestamp, rotation and bad input (no server needed)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.mp4 import Mp4Writer
-from clients.sample_video import make_pattern_video, pattern_index
-from clients.video import expected_sample_count, probe, sample_frames
+from clients.media.mp4 import Mp4Writer
+from clients.media.sample_video import make_pattern_video, pattern_index
+from clients.media.video import expected_sample_count, probe, sample_frames
 from mmw.errors import InputError
 
 

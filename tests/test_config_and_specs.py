@@ -22,8 +22,10 @@ from mmw.specs import (
     repository_specs,
     serving_plan,
 )
+from tests.conftest import project_sources
 
-REPO = Path(__file__).resolve().parent.parent / "model_repository"
+ROOT = Path(__file__).resolve().parent.parent
+REPO = ROOT / "model_repository"
 
 
 def test_default_config_loads() -> None:
@@ -70,6 +72,11 @@ def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_shipped_config_states_the_defaults() -> None:
+    """config/config.yaml spells out exactly the models' defaults (what an installed package uses without one)."""
+    assert load_config(DEFAULT_CONFIG_PATH) == Config()
+
+
 def test_empty_config_file_means_defaults(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("# nothing set\n")
@@ -103,6 +110,33 @@ def test_check_repository_detects_drift(tmp_path: Path) -> None:
         check_repository(config, root, cores=REFERENCE_CORES)
     assert write_repository(config, root, cores=REFERENCE_CORES) == [pbtxt]
     check_repository(config, root, cores=REFERENCE_CORES)
+
+
+def test_python_models_are_generated_from_their_spec(tmp_path: Path) -> None:
+    """Every model.py is rendered from one template; a hand-edited one is drift, and a rewrite restores it."""
+    config = load_config()
+    root = tmp_path / "repo"
+    shutil.copytree(REPO, root, ignore=shutil.ignore_patterns("*.onnx", "*.json", "__pycache__"))
+    python = [s for s in repository_specs(config, cores=REFERENCE_CORES) if s.backend == "python"]
+    assert {s.name for s in python} == {"preprocess", "preprocess_frames", "detector", "labeller", "postprocess",
+                                        "caption"}
+    for spec in python:
+        text = (root / spec.name / "1" / "model.py").read_text()
+        module, cls = spec.python_class.split(":")
+        assert f"from {module} import {cls} as TritonPythonModel" in text and "MMW_PYTHONPATH" in text
+    model_py = root / "postprocess" / "1" / "model.py"
+    model_py.write_text(model_py.read_text() + "print('edited')\n")
+    with pytest.raises(ModelSpecError, match=r"postprocess/1/model\.py: missing or differs from its spec"):
+        check_repository(config, root, cores=REFERENCE_CORES)
+    assert write_repository(config, root, cores=REFERENCE_CORES) == [model_py]
+    check_repository(config, root, cores=REFERENCE_CORES)
+
+
+def test_the_stub_path_shim_is_written_once() -> None:
+    """Only the model.py template (mmw/repository.py) reads MMW_PYTHONPATH; model.py files are its output."""
+    sources = [p for p in project_sources() if not p.is_relative_to(ROOT / "tests") and not p.is_relative_to(REPO)
+               and "os.environ.get(\"MMW_PYTHONPATH\"" in p.read_text()]
+    assert [str(p.relative_to(ROOT)) for p in sources] == ["mmw/repository.py"]
 
 
 def test_config_yaml_values_reach_the_configs(tmp_path: Path) -> None:

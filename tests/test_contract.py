@@ -7,11 +7,11 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pytest
 
-from clients.results import parse_outputs
+from clients.transport.decoding import parse_outputs
 from mmw import contract
 from mmw.config import Config, build
 from mmw.specs import repository_specs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_sources
 
 CONFIGS = {
     "template": {},
@@ -69,7 +69,7 @@ def _arrays_as_declared(outputs: tuple[contract.TensorSpec, ...], n: int = 2) ->
 
 
 def test_the_client_decodes_exactly_what_the_ensemble_declares() -> None:
-    config, (encoded, _) = _ensembles(CONFIGS["neural"], "cpu")
+    _, (encoded, _) = _ensembles(CONFIGS["neural"], "cpu")
     declared = {t.name for t in encoded.outputs}
     client = set(contract.CLIENT_REQUIRED_OUTPUTS) | set(contract.CLIENT_OPTIONAL_OUTPUTS)
     assert client <= declared
@@ -92,7 +92,6 @@ def test_the_client_fails_clearly_without_a_required_output() -> None:
 
 def test_the_ensemble_name_is_written_once_in_code() -> None:
     """Only mmw/contract.py spells it; everything else imports ENSEMBLE_NAME / RAW_ENSEMBLE_NAME."""
-    spelled = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
-               if not p.is_relative_to(ROOT / "tests") and ".venv" not in p.parts
-               and '"scene_understanding' in p.read_text(encoding="utf-8")]
+    spelled = [str(p.relative_to(ROOT)) for p in project_sources()
+               if not p.is_relative_to(ROOT / "tests") and '"scene_understanding' in p.read_text(encoding="utf-8")]
     assert spelled == ["mmw/contract.py"]

@@ -33,19 +33,17 @@ docker = pytest.importorskip("docker", reason="the Docker SDK is not installed (
 
 from launcher import cli, docker_server  # noqa: E402
 from launcher.container_site import pip_command, site_dir  # noqa: E402
-from launcher.images import load_manifest, manifest_entry  # noqa: E402
-from launcher.mounts_file import load_mounts_file, parse_mounts  # noqa: E402
-from launcher.run_spec import (  # noqa: E402
+from launcher.devcontainer.mounts_file import load_mounts_file, parse_mounts  # noqa: E402
+from launcher.devcontainer.shell_spec import (  # noqa: E402
     ShellOptions,
     parse_env,
-    parse_gpus,
     parse_port,
-    parse_size,
     parse_ulimit,
     parse_volume,
     shell_spec,
-    triton_spec,
 )
+from launcher.images import load_manifest, manifest_entry  # noqa: E402
+from launcher.run_spec import parse_gpus, parse_size, triton_spec  # noqa: E402
 from mmw.config import PROJECT_ROOT, Config, build  # noqa: E402
 from mmw.errors import ConfigError, DockerError  # noqa: E402
 
@@ -666,7 +664,7 @@ def test_docker_mode_reports_why_the_server_exited_and_cleans_up(engine: Engine,
     config = _load(_config_file(tmp_path, engine, 18203, _manifest(tmp_path, engine.triton_id)))
     with pytest.raises(DockerError, match=r"exited with code 3 before it was ready: Triton: creating server: "
                                           r"Internal - failed to load all models\. Its log is saved"):
-        docker_server.start_container_server(config, ["add1"])
+        docker_server.start(config, ["add1"])
     assert not (tmp_path / "state" / "triton-container.json").exists()
     assert "failed to load all models" in (tmp_path / "state" / "triton-container.log").read_text()
 
@@ -679,24 +677,24 @@ def test_docker_mode_timeout_gpus_pins_and_docker_host(engine: Engine, client: d
     t0 = time.monotonic()
     with pytest.raises(DockerError, match=r"not ready after 1\.5 s at http://127\.0\.0\.1:18206: its HTTP endpoint "
                                           r"does not answer\. Removed it"):
-        docker_server.start_container_server(config, ["add1"], timeout_s=1.5)
+        docker_server.start(config, ["add1"], timeout_s=1.5)
     assert time.monotonic() - t0 < 15
 
     gpu = _load(_config_file(tmp_path, engine, 18206, manifest, gpus="0"))
     with pytest.raises(DockerError, match=r"GPUs were requested .*set docker\.gpus: \"\" \(or `launcher run --mode "
                                           r"docker --gpus none`\)"):
-        docker_server.start_container_server(gpu, ["add1"])
+        docker_server.start(gpu, ["add1"])
 
     unpinned = _load(_config_file(tmp_path, engine, 18206, _manifest(tmp_path, None)))
     with pytest.raises(DockerError, match=r"mmw-test/tritonserver:test is not pinned: .*docker/build\.sh --pin triton"):
-        docker_server.start_container_server(unpinned, ["add1"])
+        docker_server.start(unpinned, ["add1"])
     wrong = _load(_config_file(tmp_path, engine, 18206, _manifest(tmp_path, "sha256:" + "0" * 64)))
     with pytest.raises(DockerError, match=r"local image mmw-test/tritonserver:test is sha256:.* but .* pins sha256:0+"):
-        docker_server.start_container_server(wrong, ["add1"])
+        docker_server.start(wrong, ["add1"])
     missing = _load(_config_file(tmp_path, engine, 18206, manifest, tag="24.10-py3", allow_unpinned=True))
     with pytest.raises(DockerError, match=r"image mmw-test/tritonserver:24\.10-py3 is not on this Docker host; pull "
                                           r"it .*offline: .*docker load -i image\.tar"):
-        docker_server.start_container_server(missing, ["add1"])
+        docker_server.start(missing, ["add1"])
 
     # docker.host "" -> DOCKER_HOST; build.sh --pin records the local image's ID in the manifest.
     monkeypatch.setenv("DOCKER_HOST", engine.url)
@@ -710,12 +708,15 @@ def test_docker_mode_timeout_gpus_pins_and_docker_host(engine: Engine, client: d
     assert proc.returncode == 0, proc.stderr
     assert json.loads(pin_me.read_text())["triton"]["id"] == engine.triton_id
     via_env = _load(_config_file(tmp_path, engine, 18209, pin_me, host=""))
-    record = docker_server.start_container_server(via_env, ["add1"])
+    record = docker_server.start(via_env, ["add1"])
     try:
         assert record.pinned and record.docker_host == ""
-        assert docker_server.container_status(via_env).server_ready
+        assert docker_server.status(via_env).server_ready
+        assert docker_server.wait_ready(via_env, ["add1"], timeout_s=10) == record
     finally:
-        assert docker_server.stop_container_server(via_env).stopped
+        assert docker_server.stop(via_env).stopped
+    with pytest.raises(DockerError, match=r"no tritonserver container recorded in .*triton-container\.json"):
+        docker_server.wait_ready(via_env, ["add1"])
 
 
 def _load(path: Path) -> Config:

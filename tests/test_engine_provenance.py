@@ -134,6 +134,20 @@ def test_replaced_plan_or_broken_record_is_refused(project: Path) -> None:
         check_plan(plan, BUILT, project)
 
 
+def test_record_round_trip_and_records_from_before_polygraphy(project: Path) -> None:
+    """What is written reads back equal; a record without ``polygraphy_version`` (older builds) still reads."""
+    plan = _plan(project)
+    record = dataclasses.replace(engine_provenance.read_provenance(plan, project), polygraphy_version="0.53.6")
+    write_provenance(plan, record)
+    assert engine_provenance.read_provenance(plan, project) == record
+    assert json.loads(provenance_path(plan).read_text())["polygraphy_version"] == "0.53.6"
+    older = json.loads(provenance_path(plan).read_text())
+    del older["polygraphy_version"]
+    provenance_path(plan).write_text(json.dumps(older))
+    assert engine_provenance.read_provenance(plan, project) == dataclasses.replace(record, polygraphy_version="")
+    assert check_plan(plan, BUILT, project).polygraphy_version == ""  # serving does not depend on the builder
+
+
 def test_tensorrt_model_without_plan_is_refused(project: Path) -> None:
     _plan(project).unlink()
     with pytest.raises(EngineError, match=r"labeller: a tensorrt_plan model without a plan \(.*/labeller/"

@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import textwrap
 import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from launcher import cli, local_server, triton_log
+import launcher
+from launcher import cli, docker_server, local_server, triton_log
+from launcher.devcontainer.doctor import NEEDS
 from launcher.local_server import server_paths, server_status, start_server, stop_server
-from launcher.pidfile import ServerRecord, is_tritonserver, shm_regions, write_record
+from launcher.processes import is_tritonserver, shm_regions
+from launcher.records import ContainerRecord, ServerRecord, write_record
+from launcher.registry import BACKENDS, active_backend, backend_for
+from launcher.report import VIEWS, stop_message
 from launcher.triton_binary import find_triton, prepare_backend_dir
-from mmw.config import Config, build
-from mmw.errors import ServerError
+from mmw.config import Config, ServerConfig, build
+from mmw.errors import ConfigError, ServerError
 
 ADD_ONE = """
 import numpy as np
@@ -117,7 +124,7 @@ def _gone(pid: int) -> bool:
     return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_lifecycle_start_status_infer_logs_stop(tmp_path: Path) -> None:
     import tritonclient.http as httpclient
 
@@ -146,6 +153,8 @@ def test_lifecycle_start_status_infer_logs_stop(tmp_path: Path) -> None:
     assert any("successfully loaded 'add1'" in line for line in local_server.read_log(config, 200))
     assert len(local_server.read_log(config, 3)) == 3
 
+    assert local_server.wait_ready(config, ["add1"], timeout_s=10) == record, "the recorded server is ready"
+
     with pytest.raises(ServerError, match=r"already runs.*launcher stop"):
         start_server(config, ["add1"])
     assert is_tritonserver(record.pid), "a refused second start must leave the first server alone"
@@ -155,10 +164,12 @@ def test_lifecycle_start_status_infer_logs_stop(tmp_path: Path) -> None:
     assert not paths.pid_file.exists()
     assert _gone(record.pid)
     assert not server_status(config).running
-    assert "no server running" in stop_server(config).message
+    assert "no server running" in stop_message(stop_server(config))
+    with pytest.raises(ServerError, match=r"no tritonserver recorded in .*tritonserver\.pid"):
+        local_server.wait_ready(config, ["add1"])
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_port_in_use_is_refused_naming_the_port(tmp_path: Path) -> None:
     config = make_config(tmp_path, 18008)
     with socket.socket() as sock:
@@ -169,7 +180,7 @@ def test_port_in_use_is_refused_naming_the_port(tmp_path: Path) -> None:
     assert not server_paths(config).pid_file.exists()
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_model_that_fails_to_load_reports_tritons_reason(tmp_path: Path) -> None:
     config = make_config(tmp_path, 18003, {"add1": ADD_ONE, "broken": BROKEN})
     started = set(local_server._CHILDREN)
@@ -183,7 +194,7 @@ def test_model_that_fails_to_load_reports_tritons_reason(tmp_path: Path) -> None
         assert _gone(pid)
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_missing_model_py_fails_fast_and_frees_shared_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = make_config(tmp_path, 18003, {"add1": ADD_ONE, "nofile": ADD_ONE})
     (tmp_path / "repo" / "nofile" / "1" / "model.py").unlink()  # Triton 2.51 hangs on this instead of failing
@@ -200,9 +211,20 @@ def test_missing_model_py_fails_fast_and_frees_shared_memory(tmp_path: Path, mon
     assert time.monotonic() - t0 < 30
     assert mapped, "the server mapped python backend shared memory"
     assert not [r for r in mapped if r.exists()], "the regions the stopped server leaked are removed"
+    stubs = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if _stub_of(pid, tmp_path)]
+    assert stubs == [], "the stub of the model that did load (add1) is stopped with its server"
 
 
-@pytest.mark.server
+def _stub_of(pid: int, tmp_path: Path) -> bool:
+    """Whether ``pid`` is a python backend stub of the server started under ``tmp_path``."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return argv[0].endswith(b"triton_python_backend_stub") and str(tmp_path).encode() in argv[0]
+
+
+@pytest.mark.serving
 def test_startup_timeout_names_the_model_and_stops_the_server(tmp_path: Path) -> None:
     slow = ADD_ONE + "\n    def initialize(self, args):\n        import time\n        time.sleep(60)\n"
     config = make_config(tmp_path, 18003, {"slow": slow}, exit_timeout_s=1)
@@ -214,7 +236,7 @@ def test_startup_timeout_names_the_model_and_stops_the_server(tmp_path: Path) ->
         assert _gone(pid)
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_unknown_model_name_fails_fast_and_stops_the_server(tmp_path: Path) -> None:
     config = make_config(tmp_path, 18006)
     t0 = time.monotonic()
@@ -224,7 +246,7 @@ def test_unknown_model_name_fails_fast_and_stops_the_server(tmp_path: Path) -> N
     assert not server_paths(config).pid_file.exists()
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_stale_pid_file_is_reported_and_cleaned(tmp_path: Path) -> None:
     config = make_config(tmp_path, 18000)
     paths = server_paths(config)
@@ -239,7 +261,7 @@ def test_stale_pid_file_is_reported_and_cleaned(tmp_path: Path) -> None:
         assert not st.running and st.stale_pid == pid
         assert paths.pid_file.exists(), "status changes nothing"
         result = stop_server(config)
-        assert result.stale and not result.stopped and "stale" in result.message
+        assert result.stale and not result.stopped and "stale" in stop_message(result)
         assert not paths.pid_file.exists()
 
 
@@ -292,7 +314,7 @@ def test_explain_failure_keeps_the_reason_and_drops_cuda_noise() -> None:
                     "Triton: creating server: Internal - failed to load all models")
 
 
-@pytest.mark.server
+@pytest.mark.serving
 def test_cli_run_status_logs_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = make_repository(tmp_path / "repo", {"add1": ADD_ONE})
     cfg = tmp_path / "config.yaml"
@@ -345,3 +367,28 @@ def test_cli_errors_are_one_line_and_usage_exits_2(tmp_path: Path, capsys: pytes
     cfg.write_text(f"server:\n  state_dir: {tmp_path / 'state'}\n")
     assert cli.main(["--config", str(cfg), "logs"]) == 1
     assert "no server log" in capsys.readouterr().err
+
+
+def test_one_backend_per_server_mode_in_one_registry(tmp_path: Path) -> None:
+    modes = typing.get_args(typing.get_type_hints(ServerConfig)["mode"])
+    assert tuple(BACKENDS) == modes == ("local", "docker")
+    assert BACKENDS["local"] is local_server and BACKENDS["docker"] is docker_server
+    assert set(VIEWS) == set(NEEDS) == set(BACKENDS), "every backend prints and is checked by the doctor"
+    with pytest.raises(ConfigError, match=r"^server\.mode: expected one of 'local', 'docker', got 'k8s'$"):
+        backend_for("k8s")
+    sources = [p for p in Path(launcher.__file__).parent.rglob("*.py") if re.search(r"\bmode\s*[!=]=", p.read_text())]
+    assert not sources, "commands look their backend up in launcher.registry instead of comparing modes"
+
+
+def test_commands_act_on_the_backend_the_state_dir_records(tmp_path: Path) -> None:
+    config = make_config(tmp_path, 18000)
+    docker_config = make_config(tmp_path / "d", 18000, mode="docker")
+    assert active_backend(config) is local_server and active_backend(docker_config) is docker_server
+    state = server_paths(config).state_dir
+    write_record(ContainerRecord.path(state), ContainerRecord(
+        container_id="c" * 64, name="mmw-triton", image="i:t", image_id="sha256:x", pinned=True, host="127.0.0.1",
+        http_port=18000, grpc_port=18001, metrics_port=18002, started_at=time.time(), model_repository="r",
+        docker_host="", gpus="", network="bridge", log_path=str(state / "triton-container.log")))
+    assert active_backend(config) is docker_server, "a recorded container wins over server.mode: local"
+    with pytest.raises(ConfigError, match=r"a Triton container started by launcher is recorded \(mmw-triton, "):
+        start_server(config, ["add1"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import clients
-from launcher import cli
+from launcher import cli, local_server
 from launcher.exposure import exposure_warning, is_loopback
 
 
@@ -52,10 +52,10 @@ def _config(tmp_path: Path, server_host: str, app_host: str) -> Path:
 @pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
 def test_run_warns_before_starting_triton(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str], host: str, warned: bool) -> None:
-    def fake_start(config: object, models: object, timeout_s: object = None) -> None:
+    def fake_start(config: object, models: object, timeout_s: object = None, options: object = None) -> None:
         raise _Stop
 
-    monkeypatch.setattr(cli, "start_server", fake_start)
+    monkeypatch.setattr(local_server, "start", fake_start)
     with pytest.raises(_Stop):
         cli._cmd_run(cli.load_config(_config(tmp_path, host, "127.0.0.1")),
                      cli.build_parser().parse_args(["run", "--no-write-repository"]))

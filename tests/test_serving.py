@@ -16,9 +16,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from clients.perf_analyzer import perf_analyzer_command, run_perf_analyzer, write_input_data
 from clients.results import VideoResults
-from clients.triton_client import SceneClient
+from clients.transport import SceneClient
+from clients.transport.perf_analyzer import perf_analyzer_command, run_perf_analyzer, write_input_data
 from launcher.local_server import server_status
 from mmw.config import Config, load_config
 from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
@@ -27,7 +27,7 @@ from mmw.onnx_runtime import InProcessPipeline
 from mmw.processing.pipeline import PostprocessParams
 from tests.conftest import ROOT, jpeg, photo
 
-pytestmark = pytest.mark.server
+pytestmark = pytest.mark.serving
 PHOTOS = ("astronaut", "chelsea", "coffee")
 
 

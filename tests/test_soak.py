@@ -6,16 +6,16 @@ import pytest
 
 from benchmarks.soak import small_jpeg, soak
 from launcher.local_server import server_paths
-from launcher.pidfile import read_record
+from launcher.records import ServerRecord, read_record
 from mmw.config import Config
 
-pytestmark = pytest.mark.server
+pytestmark = pytest.mark.serving
 
 CLIENTS, PER_CLIENT = 8, 25
 
 
 def test_soak_eight_clients(triton: Config) -> None:
-    record = read_record(server_paths(triton).pid_file)
+    record = read_record(server_paths(triton).pid_file, ServerRecord)
     assert record is not None
     result = soak(triton.server.grpc_port, record.pid, small_jpeg(), clients=CLIENTS, requests=CLIENTS * PER_CLIENT,
                   warmup=PER_CLIENT, max_seconds=240)

@@ -20,7 +20,7 @@ from mmw.repository import parse_config
 from mmw.specs import NETWORKS
 from tests.conftest import ROOT, free_ports, jpeg, photo
 
-pytestmark = pytest.mark.server
+pytestmark = pytest.mark.serving
 
 
 def test_launcher_run_is_ready_only_after_warmup(engines: dict[str, Path], tmp_path: Path) -> None:

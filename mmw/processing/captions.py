@@ -10,8 +10,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-NEURAL_CAPTIONS_HINT = ("for BLIP/GIT captions set models.caption.model in config/config.yaml "
-                        "(README.md#neural-captions)")
+#: Where users read how to switch to neural captions (messages point here).
+NEURAL_CAPTIONS_DOC = "docs/captions.md"
+NEURAL_CAPTIONS_HINT = f"for BLIP/GIT captions set models.caption.model in config/config.yaml ({NEURAL_CAPTIONS_DOC})"
 _NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 _IRREGULAR = {"person": "people", "mouse": "mice", "knife": "knives", "sheep": "sheep", "skis": "skis",
               "scissors": "scissors", "eye glasses": "eye glasses", "hair drier": "hair driers"}

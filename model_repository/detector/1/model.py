@@ -1,8 +1,9 @@
-"""Triton python model ``detector`` (CPU repository): runs the SSD ONNX network with onnxruntime."""
+"""Triton python model ``detector``: ``mmw.triton_models.OnnxStep``."""
+# Generated from mmw/specs.py by `python -m export repository`. Do not edit.
 
 import os
 import sys
 
 sys.path[:0] = [p for p in os.environ.get("MMW_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
-from mmw.triton_python import OnnxStep as TritonPythonModel  # noqa: E402, F401
+from mmw.triton_models import OnnxStep as TritonPythonModel  # noqa: E402, F401

@@ -1,0 +1,65 @@
+"""What a ``SceneClient`` is told: the server address and the per-request caption options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmw.contract import CAPTION_PARAMETERS
+from mmw.errors import ConfigError
+
+PROTOCOLS = ("grpc", "http")
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """Per-request caption settings; None leaves the server's default (``models.caption`` of its config).
+
+    ``num_beams``: 1 greedy, more beam search (1..16); ``max_new_tokens``: caption length limit
+    (1..512); ``dense_top_k``: caption at most this many detections per image (0..32, 0: none).
+    """
+
+    num_beams: int | None = None
+    max_new_tokens: int | None = None
+    dense_top_k: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in CAPTION_PARAMETERS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{name}: expected an integer in {low}..{high}, got {value!r}")
+            if not low <= int(value) <= high:
+                raise ConfigError(f"{name}: expected an integer in {low}..{high}, got {value}")
+
+    def parameters(self) -> dict[str, int]:
+        """The Triton request parameters to send (only the options that are set)."""
+        return {name: int(getattr(self, name)) for name in CAPTION_PARAMETERS if getattr(self, name) is not None}
+
+    def merged(self, other: CaptionOptions | None) -> CaptionOptions:
+        """These options with ``other``'s set values on top."""
+        if other is None:
+            return self
+        return CaptionOptions(**{name: getattr(other, name) if getattr(other, name) is not None else getattr(self, name)
+                                 for name in CAPTION_PARAMETERS})
+
+
+def check_caption(caption: object) -> CaptionOptions | None:
+    """``caption`` when it is CaptionOptions or None; ConfigError otherwise."""
+    if caption is not None and not isinstance(caption, CaptionOptions):
+        raise ConfigError(f"caption: expected CaptionOptions, got {type(caption).__name__}")
+    return caption
+
+
+def normalize_url(url: str) -> str:
+    """``http://host:port/`` or ``grpc://host:port`` -> ``host:port`` (what tritonclient wants)."""
+    u = url.strip()
+    for scheme in ("http://", "https://", "grpc://"):
+        if u.lower().startswith(scheme):
+            u = u[len(scheme) :]
+    u = u.rstrip("/")
+    if not u or "/" in u:
+        raise ConfigError(f"server url: expected HOST:PORT such as 127.0.0.1:8001, got {url!r}")
+    return u
