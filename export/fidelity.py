@@ -53,7 +53,8 @@ def photo(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError:
-        raise ExportError("the fidelity photos come from scikit-image; run `make install`") from None
+        raise ExportError("the sample photos come from scikit-image, which is not installed: run "
+                          "`make install` (or pip install scikit-image)") from None
     if name == "motorcycle_left":
         return skimage.data.stereo_motorcycle()[0]
     return getattr(skimage.data, name)()[..., :3]

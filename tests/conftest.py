@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
+from export.fidelity import PHOTOS as PHOTOS  # the project's real photos (re-exported for the tests)
 from launcher.local_server import start_server, stop_server
 from mmw.config import Config, build
 
 ROOT = Path(__file__).resolve().parent.parent
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")
 
 #: What a test needs decides its marker (pyproject.toml lists them): a fixture or file that starts a real
 #: server, Docker or a browser, or does slower real work (the networks, a wheel, ffmpeg). The rest is ``unit``.
@@ -54,12 +54,10 @@ def project_sources(suffix: str = ".py") -> list[Path]:
 
 
 def photo(name: str) -> np.ndarray:
-    """An RGB photo shipped by scikit-image."""
-    import skimage.data
+    """An RGB photo shipped by scikit-image (the fidelity photos' loader)."""
+    from export.fidelity import photo as sample_photo
 
-    if name == "motorcycle_left":
-        return skimage.data.stereo_motorcycle()[0]
-    return getattr(skimage.data, name)()[..., :3]
+    return sample_photo(name)
 
 
 def jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:

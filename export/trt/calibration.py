@@ -17,12 +17,11 @@ import numpy as np
 from polygraphy.backend.base import BaseLoader
 from polygraphy.backend.trt import Calibrator
 
-from mmw.errors import EngineError
+from mmw.errors import EngineError, ExportError
 from mmw.processing.images import decode_image, detector_input, labeller_input
 from mmw.specs import DETECTOR, LABELLER, NetworkSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left")  # scikit-image's
 _PREPROCESSING: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     DETECTOR.name: detector_input, LABELLER.name: labeller_input,
 }
@@ -36,13 +35,13 @@ def calibration_photos(images: str = "") -> list[np.ndarray]:
         if not files:
             raise EngineError(f"engines.calibration_images: expected a folder of JPEG/PNG images, got {images!r}")
         return [decode_image(p.read_bytes()) for p in files]
+    from export.fidelity import PHOTOS, photo
+
     try:
-        import skimage.data
-    except ImportError:
-        raise EngineError("int8 calibration: engines.calibration_images is empty and scikit-image (its sample "
-                          "photos) is not installed; pip install scikit-image or set a folder") from None
-    return [skimage.data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(skimage.data, name)()[..., :3]
-            for name in SAMPLE_PHOTOS]
+        return [photo(name) for name in PHOTOS]
+    except ExportError as exc:  # no scikit-image
+        raise EngineError(f"int8 calibration: engines.calibration_images is empty and {exc}; "
+                          "or set a folder") from None
 
 
 class CalibrationBatches:

@@ -61,20 +61,20 @@ def _per_channel(weights: np.ndarray, channels: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _bilinear_plan(in_h: int, in_w: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The gather map of the 2 x 2 neighbours and the float32 lerps (y [h, 1], x [w]) of one size pair."""
+def _bilinear_plan(in_h: int, in_w: int, out_h: int, out_w: int,
+                   channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gather map of the 2 x 2 neighbours and the float32 lerps (y [h, 1], x [w * C]) of one size pair."""
     ys, xs = _legacy_positions(in_h, out_h), _legacy_positions(in_w, out_w)
     y0, x0 = np.floor(ys), np.floor(xs)
     rows = np.stack([y0, np.minimum(np.ceil(ys), in_h - 1)])
     columns = np.stack([x0, np.minimum(np.ceil(xs), in_w - 1)])
-    return _gather_map(rows, columns), (ys - y0)[:, None], xs - x0
+    return _gather_map(rows, columns), (ys - y0)[:, None], _per_channel(xs - x0, channels)
 
 
 def resize_bilinear_tf1(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """TF1 ``ResizeBilinear(align_corners=False, half_pixel_centers=False)``: [H, W, C] -> float32 [h, w, C]."""
     height, width = _check(image, size)
-    gather_map, y_lerp, x_lerp = _bilinear_plan(*image.shape[:2], height, width)
-    x_lerp = _per_channel(x_lerp, image.shape[2])
+    gather_map, y_lerp, x_lerp = _bilinear_plan(*image.shape[:2], height, width, image.shape[2])
     corners = _gather(image, gather_map, (2, height, 2, width))  # [2 rows, h, 2 columns, w * C]
     (top_left, top_right), (bottom_left, bottom_right) = corners.swapaxes(1, 2)
     top = top_left + (top_right - top_left) * x_lerp
@@ -107,11 +107,12 @@ def _cubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=8)
-def _bicubic_plan(in_h: int, in_w: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The gather map of the 4 x 4 neighbours and the weights (y [4, h, 1, 1], x [4, w]) of one size pair."""
+def _bicubic_plan(in_h: int, in_w: int, out_h: int, out_w: int,
+                  channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gather map of the 4 x 4 neighbours and the weights (y [4, h, 1, 1], x [4, w * C]) of one size pair."""
     y_index, y_weight = _cubic_taps(in_h, out_h)
     x_index, x_weight = _cubic_taps(in_w, out_w)
-    return _gather_map(y_index, x_index), y_weight[:, :, None, None], x_weight
+    return _gather_map(y_index, x_index), y_weight[:, :, None, None], _per_channel(x_weight, channels)
 
 
 def resize_bicubic_tf1(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -120,9 +121,8 @@ def resize_bicubic_tf1(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     Like the kernel, it interpolates down each needed column first, then across.
     """
     height, width = _check(image, size)
-    gather_map, wy, x_weight = _bicubic_plan(*image.shape[:2], height, width)
+    gather_map, wy, wx = _bicubic_plan(*image.shape[:2], height, width, image.shape[2])
     taps = _gather(image, gather_map, (4, height, 4, width))  # [4 rows, h, 4 columns, w * C]
     columns = taps[0] * wy[0] + taps[1] * wy[1] + taps[2] * wy[2] + taps[3] * wy[3]  # [h, 4 columns, w * C]
-    wx = _per_channel(x_weight, image.shape[2])
     out = columns[:, 0] * wx[0] + columns[:, 1] * wx[1] + columns[:, 2] * wx[2] + columns[:, 3] * wx[3]
     return out.reshape(height, width, -1)
