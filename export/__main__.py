@@ -13,14 +13,16 @@ from mmw.cli_args import positive_int
 from mmw.config import PROJECT_ROOT, load_config
 from mmw.errors import MMWError
 from mmw.processing.captions import NEURAL_CAPTIONS_HINT
-from mmw.repository import check_repository, write_repository
-from mmw.specs import DETECTOR, LABELLER
+from mmw.repository import check_repository, missing_openvino_models, repository_target, write_repository
+from mmw.specs import DETECTOR, GPU_BACKENDS, LABELLER, VARIANTS
 
 
 def build_engines(config_path: str | None, force: bool) -> list[str]:
-    """Export both networks into the model repository; with an NVIDIA GPU and TensorRT, also the GPU plans."""
+    """Export both networks into the model repository, convert and gate them for OpenVINO; with an NVIDIA GPU
+    and TensorRT, also the GPU plans."""
     from export import efficientnet_lite, ssd_mobilenet_v2
     from export.onnx_export import build_network
+    from export.openvino_ir import build_openvino
     from export.tensorrt_engines import build_plans
 
     config = load_config(config_path)
@@ -42,6 +44,7 @@ def build_engines(config_path: str | None, force: bool) -> list[str]:
         lines.append(f"{spec.name}: {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}: "
                      f"{outcome}")
     lines += build_caption_model(config, repo, force)
+    lines += build_openvino(config, repo, force, say=lambda line: print(line, file=sys.stderr, flush=True))
     changed = write_repository(config, repo)
     lines.append(f"repository configs: {len(changed)} rewritten" if changed else "repository configs: up to date")
     lines += build_plans(config, repo, force)
@@ -68,7 +71,8 @@ def report_fidelity(config_path: str | None, captions: bool, out: Path | None) -
 
     config = load_config(config_path)
     checks = fidelity_checks(config.path(config.server.model_repository), captions,
-                             progress=lambda step: print(f"fidelity: {step} ...", file=sys.stderr, flush=True))
+                             progress=lambda step: print(f"fidelity: {step} ...", file=sys.stderr, flush=True),
+                             runtime=config.serving.cpu_runtime, precision=config.serving.cpu_precision)
     print(format_table(checks))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     engines = sub.add_parser("engines", help="export and validate the ONNX networks, write the repository configs")
     engines.add_argument("--force", action="store_true", help="rebuild even when up to date")
     repository = sub.add_parser("repository", help="regenerate every config.pbtxt from the specs and config.yaml")
-    repository.add_argument("--root", type=Path, help="repository folder (default: server.model_repository)")
-    repository.add_argument("--variant", choices=("cpu", "gpu"),
-                            help="cpu, or gpu (default: gpu when --root is engines.gpu_repository, else cpu)")
-    repository.add_argument("--gpu-backend", choices=("onnxruntime", "tensorrt"),
+    repository.add_argument("--root", type=Path,
+                            help="repository folder (default: the variant's: server.model_repository for cpu, "
+                                 "engines.gpu_repository for gpu, engines.openvino_repository for openvino)")
+    repository.add_argument("--variant", choices=VARIANTS,
+                            help="cpu, gpu, or openvino (Triton's openvino backend, CPU only); default: gpu when "
+                                 "--root is engines.gpu_repository, openvino when it is engines.openvino_repository, "
+                                 "else cpu")
+    repository.add_argument("--gpu-backend", choices=GPU_BACKENDS,
                             help="what serves the networks in the gpu variant (default: engines.gpu_backend)")
     repository.add_argument("--cores", type=positive_int, help="plan instances for this many cores (default: here)")
     sub.add_parser("check", help="fail when a committed config.pbtxt drifted from its spec")
@@ -104,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, flush=True)
         elif args.command == "repository":
             config = load_config(args.config)
-            changed = write_repository(config, args.root, args.variant, args.gpu_backend, args.cores)
+            root, variant = repository_target(config, args.root, args.variant)
+            changed = write_repository(config, root, variant, args.gpu_backend, args.cores)
             print(f"{len(changed)} repository files rewritten" if changed else "all repository files up to date")
+            if variant == "openvino":  # configs are written without the IR; say what is still to build
+                for line in missing_openvino_models(root):
+                    print(f"export: warning: {line}", file=sys.stderr)
         elif args.command == "fidelity":
             return report_fidelity(args.config, not args.no_captions, args.out)
         else:

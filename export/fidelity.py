@@ -6,7 +6,8 @@ the same checks frame by frame.
 
 - **Resize kernels**: the numpy TF1 bilinear/bicubic kernels against values TensorFlow recorded.
 - **Networks**: each ONNX against its PyTorch module (the spec's listed tolerance).
-- **Detector**: the served path (TF1 bilinear resize to uint8, ONNX, box decoding and NMS) against
+- **Detector**: the served path (TF1 bilinear float resize, the network on the served CPU runtime and
+  precision, box decoding and NMS) against
   the original SSD frozen graph run by OpenCV dnn on the graph's own float resize, on the real
   photos resized to every size in :data:`FRAME_SIZES`.
 - **Labeller**: the served path (EfficientNet's evaluation crop, TF1 bicubic to uint8, ONNX)
@@ -155,12 +156,13 @@ class OriginalDetector:
 
 
 class ServedDetector:
-    """What the ensemble computes: the shared preprocessing, the exported ONNX and the shared box decoding."""
+    """What the ensemble computes: the shared preprocessing, the exported network on the served runtime and
+    precision (:func:`mmw.network_runtimes.open_network`), and the shared box decoding."""
 
-    def __init__(self, onnx_path: str | Path) -> None:
-        from mmw.onnx_runtime import create_session
+    def __init__(self, onnx_path: str | Path, runtime: str = "onnxruntime", precision: str = "f32") -> None:
+        from mmw.network_runtimes import open_network
 
-        self.session = create_session(onnx_path, threads=2)
+        self.session, _ = open_network(onnx_path, runtime, precision, threads=2)
 
     def __call__(self, rgb: np.ndarray, min_score: float) -> Detections:
         boxes, scores = self.session.run(None, {"images": detector_input(rgb)[None]})
@@ -232,13 +234,14 @@ class LabelComparison:
         return self.logit_gap <= LABEL_TIE
 
 
-def labeller_comparisons(frames: dict[str, np.ndarray], onnx_path: str | Path) -> list[LabelComparison]:
+def labeller_comparisons(frames: dict[str, np.ndarray], onnx_path: str | Path, runtime: str = "onnxruntime",
+                         precision: str = "f32") -> list[LabelComparison]:
     import torch
 
     from export.efficientnet_lite import load_efficientnet_lite0
-    from mmw.onnx_runtime import create_session
+    from mmw.network_runtimes import open_network
 
-    session = create_session(onnx_path, threads=2)
+    session, _ = open_network(onnx_path, runtime, precision, threads=2)
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
         model = load_efficientnet_lite0()
     out = []
@@ -263,8 +266,8 @@ class CaptionComparison:
     tokens_equal: int
 
 
-def caption_comparisons(photos: Iterable[str] = PHOTOS, num_beams: int = 3,
-                        max_new_tokens: int = 8) -> list[CaptionComparison]:
+def caption_comparisons(photos: Iterable[str] = PHOTOS, num_beams: int = 3, max_new_tokens: int = 8,
+                        runtime: str = "onnxruntime", precision: str = "f32") -> list[CaptionComparison]:
     """Build the tiny BLIP and GIT checkpoints, export them as ``make engines`` does, and compare on
     the whole photos and on a crop of each (as a dense caption's box)."""
     import torch
@@ -286,7 +289,7 @@ def caption_comparisons(photos: Iterable[str] = PHOTOS, num_beams: int = 3,
         for arch in ("blip", "git"):
             checkpoint = build_tiny_captioner(arch, Path(tmp) / f"tiny-{arch}")
             build_captioner(str(checkpoint), Path(tmp) / f"onnx-{arch}", PROJECT_ROOT)
-            captioner = OnnxCaptioner(Path(tmp) / f"onnx-{arch}")
+            captioner = OnnxCaptioner(Path(tmp) / f"onnx-{arch}", runtime=runtime, precision=precision)
             reference = AutoImageProcessor.from_pretrained(checkpoint)(images=images, return_tensors="np")
             ours = pixel_values(images, captioner.meta.pixels)
             model = load_captioner(str(checkpoint))[0]
@@ -317,9 +320,10 @@ def _size_of(frame: str) -> str:
     return frame.split("@", 1)[1]
 
 
-def fidelity_checks(repository: Path, captions: bool = True,
-                    progress: Callable[[str], None] = lambda _: None) -> list[FidelityCheck]:
-    """Every check of the table, against the networks exported into ``repository``."""
+def fidelity_checks(repository: Path, captions: bool = True, progress: Callable[[str], None] = lambda _: None,
+                    runtime: str = "onnxruntime", precision: str = "f32") -> list[FidelityCheck]:
+    """Every check of the table, against the networks exported into ``repository`` on the served ``runtime``
+    and ``precision`` (config.yaml's serving.cpu_runtime and cpu_precision)."""
     from export import efficientnet_lite, ssd_mobilenet_v2
     from export.onnx_export import validate_onnx
 
@@ -341,25 +345,28 @@ def fidelity_checks(repository: Path, captions: bool = True,
                                     f"max abs diff <= {spec.atol}", f"{worst:.1e}", worst <= spec.atol))
     frames = fidelity_frames()
     progress(f"detector vs the original graph on {len(frames)} frames")
-    boxes = detector_comparisons(frames, ServedDetector(onnx["detector"]), OriginalDetector())
+    served = ServedDetector(onnx["detector"], runtime, precision)
+    runs_on = served.session.description.split(",")[0]  # e.g. "openvino f32"
+    boxes = detector_comparisons(frames, served, OriginalDetector())
     for size in dict.fromkeys(_size_of(b.frame) for b in boxes):
         rows = [b for b in boxes if _size_of(b.frame) == size]
         ref, found = sum(b.reference for b in rows), sum(b.reference_matched for b in rows)
         ours, ours_found = sum(b.served for b in rows), sum(b.served_matched for b in rows)
         checks.append(FidelityCheck(
-            f"detector boxes > {SCORE}, {len(rows)} frames at {size}", "frozen graph in OpenCV dnn",
+            f"detector ({runs_on}) boxes > {SCORE}, {len(rows)} frames at {size}", "frozen graph in OpenCV dnn",
             f"same class, IoU >= {MIN_IOU}, score within {SCORE_TOLERANCE}",
             f"{found}/{ref} matched, {ours_found}/{ours} served matched, min IoU {min(b.min_iou for b in rows):.3f}, "
             f"max score diff {max(b.max_score_diff for b in rows):.3f}", found == ref and ours_found == ours))
     progress(f"labeller vs PyTorch on {len(frames)} frames")
-    labels = labeller_comparisons(frames, onnx["labeller"])
+    labels = labeller_comparisons(frames, onnx["labeller"], runtime, precision)
     equal, ok = sum(c.reference_top1 == c.served_top1 for c in labels), sum(c.ok for c in labels)
-    checks.append(FidelityCheck(f"labeller top-1, {len(labels)} frames (all sizes)", "the PyTorch module, same input",
+    checks.append(FidelityCheck(f"labeller ({runs_on}) top-1, {len(labels)} frames (all sizes)",
+                                "the PyTorch module, same input",
                                 f"equal, or a reference tie within {LABEL_TIE} logits",
                                 f"{equal}/{len(labels)} equal, {ok - equal} within a tie", ok == len(labels)))
     if captions:
         progress("captioners vs transformers")
-        for c in caption_comparisons():
+        for c in caption_comparisons(runtime=runtime, precision=precision):
             checks.append(FidelityCheck(f"tiny {c.architecture.upper()} pixel values, {c.images} photos and crops",
                                         "the checkpoint's transformers image processor", "bit-exact",
                                         f"max abs diff {c.pixels_max_abs_diff:.1e}", c.pixels_max_abs_diff == 0))

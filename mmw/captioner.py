@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from mmw.errors import CaptionerError
-from mmw.onnx_runtime import create_session
 from mmw.processing.caption_decoding import SearchSettings, search
 from mmw.processing.caption_images import PixelSettings
 
@@ -95,22 +94,41 @@ class _UncachedSession:
 
 
 class OnnxCaptioner:
-    """Captions pixel values with the exported encoder and decoder."""
+    """Captions pixel values with the exported encoder and decoder, on OpenVINO or onnxruntime.
 
-    def __init__(self, folder: str | Path, threads: int = 1, encoder_batch: int = 8,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> None:
+    The three networks share one precision (:func:`mmw.network_runtimes.served_precision` of the folder):
+    the fidelity gate of ``make engines`` compares the tokens of the whole captioner.
+    """
+
+    def __init__(self, folder: str | Path, threads: int = 1, encoder_batch: int = 8, runtime: str = "onnxruntime",
+                 precision: str = "f32", choice=None) -> None:
+        """``choice`` (a :class:`~mmw.network_runtimes.PrecisionChoice`) skips the gate record: the gate itself."""
+        from mmw.network_runtimes import PrecisionChoice, served_precision
+
         self.folder = Path(folder)
         self.meta = CaptionerMeta.read(self.folder)
-        self.threads, self.providers, self.encoder_batch = threads, providers, max(1, encoder_batch)
-        self.encoder = create_session(self.folder / ENCODER_FILE, threads, providers)
-        self.decoder = create_session(self.folder / DECODER_FILE, threads, providers)
+        self.threads, self.runtime, self.encoder_batch = threads, runtime, max(1, encoder_batch)
+        if choice is None:
+            choice = (served_precision(self.folder, precision, quantizable=False) if runtime == "openvino"
+                      else PrecisionChoice("f32"))
+        self.choice = choice
+        self.note = self.choice.note
+        self.encoder = self._open(ENCODER_FILE)
+        self.decoder = self._open(DECODER_FILE)
+        self.description = f"captioner: {self.encoder.description}"
         self._decoder_no_cache = None
         self._tokenizer = None
+
+    def _open(self, file: str):
+        from mmw.network_runtimes import open_network
+
+        runner, _ = open_network(self.folder / file, self.runtime, threads=self.threads, choice=self.choice)
+        return runner
 
     @property
     def decoder_no_cache(self):
         if self._decoder_no_cache is None:
-            self._decoder_no_cache = create_session(self.folder / DECODER_NO_CACHE_FILE, self.threads, self.providers)
+            self._decoder_no_cache = self._open(DECODER_NO_CACHE_FILE)
         return self._decoder_no_cache
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

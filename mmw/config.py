@@ -250,7 +250,12 @@ class ServingConfig:
     instances: Int | Literal["auto"] = "auto"
     """Instances per step; auto: from the core count (2 cores: detector 2, others 1)."""
     onnx_threads: Int | Literal["auto"] = "auto"
-    """onnxruntime intra-op threads per network instance; auto: cores / instances."""
+    """Inference threads per network instance (OpenVINO or onnxruntime); auto: planned from the core count."""
+    cpu_runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    """What runs the networks in the CPU repository's python models."""
+    cpu_precision: Literal["auto", "f32", "bf16", "int8"] = "auto"
+    """OpenVINO precision; auto: bf16 where the CPU has AVX512_BF16 or AMX, else f32. A precision that fails the
+    fidelity gate of `make engines` is served as f32 (int8: NNCF post-training quantization)."""
     max_queue_delay_us: Int = 500
     """Dynamic batching: how long a request may wait for others."""
     warmup: Flag = True
@@ -273,6 +278,8 @@ class EnginesConfig:
     """What serves the networks in the GPU variant."""
     gpu_repository: Text = "model_repository_gpu"
     """Where the GPU variant (configs, plans) is written."""
+    openvino_repository: Text = "model_repository_openvino"
+    """Where the CPU variant for Triton's own OpenVINO backend (NGC containers) is written."""
     precision: Literal["fp16", "fp32", "int8"] = "fp16"
     """fp16, fp32 or int8 (int8 calibrates on calibration_images)."""
     workspace_mb: Int = 1024
@@ -309,8 +316,11 @@ class ClientConfig:
     """Requests in flight at once."""
     timeout_s: Number = 60.0
     """Per request."""
+    transport: Literal["auto", "jpeg", "raw", "shm"] = "auto"
+    """How frames travel: jpeg bytes, raw RGB tensors, or raw through Triton's system shared memory;
+    auto: shm when the server is on loopback, else jpeg."""
     jpeg_quality: Int = 90
-    """Frames travel to Triton as JPEG bytes of this quality."""
+    """Frames sent as JPEG (transport jpeg) are encoded at this quality."""
     out_dir: Text = "results"
     """Where results folders are written."""
     retry_s: Number = 60.0

@@ -1,4 +1,4 @@
-"""onnxruntime sessions and the whole pipeline in-process (the reference the served results must equal)."""
+"""onnxruntime sessions, and the whole pipeline in-process (the reference the served results must equal)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,15 @@ def create_session(path: str | Path, threads: int = 1, providers: Sequence[str] 
 
 
 class InProcessPipeline:
-    """Preprocess -> detector -> labeller -> postprocess -> caption without Triton."""
+    """Preprocess -> detector -> labeller -> postprocess -> caption without Triton, on either CPU runtime."""
 
     def __init__(self, detector_onnx: str | Path, labeller_onnx: str | Path, params: PostprocessParams,
-                 min_label_score: float = 0.2, threads: int = 1) -> None:
-        self.detector = create_session(detector_onnx, threads)
-        self.labeller = create_session(labeller_onnx, threads)
+                 min_label_score: float = 0.2, threads: int = 1, runtime: str = "onnxruntime",
+                 precision: str = "f32") -> None:
+        from mmw.network_runtimes import open_network
+
+        self.detector, _ = open_network(detector_onnx, runtime, precision, threads)
+        self.labeller, _ = open_network(labeller_onnx, runtime, precision, threads)
         self.params = params
         self.min_label_score = min_label_score
 

@@ -4,6 +4,11 @@ Configs are built as ``model_config_pb2.ModelConfig`` messages (Triton's own sch
 with protobuf's text format, so what Triton parses is exactly what the spec says. A python model's
 ``model.py`` is rendered from one template: it makes the project importable in the backend stub
 and imports the model's class from :mod:`mmw.triton_models`.
+
+Three variants come from the same specs (``VARIANTS``): ``cpu`` (``server.model_repository``, what runs
+here), ``gpu`` (``engines.gpu_repository``) and ``openvino`` (``engines.openvino_repository``). The
+other two get their model files from the CPU repository, where ``make engines`` exports them: the
+captioner's files for both, and for ``openvino`` each network's OpenVINO IR as ``1/model.xml`` + ``model.bin``.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from mmw.config import PROJECT_ROOT, Config
 from mmw.errors import ModelSpecError
-from mmw.specs import TensorSpec, TritonModelSpec, repository_specs
+from mmw.network_runtimes import ir_path, read_gate
+from mmw.specs import NETWORKS, VARIANTS, TensorSpec, TritonModelSpec, openvino_serving, repository_specs
 
 HEADER = "# Generated from mmw/specs.py and config/config.yaml by `python -m export repository`. Do not edit.\n"
 CPU_REPOSITORY = PROJECT_ROOT / "model_repository"  # where `make engines` exports the captioner for both variants
 MODEL_PY = "model.py"
+OPENVINO_MODEL = "model.xml"  # the openvino backend's default model file; the weights are the .bin beside it
 # The stub's embedded interpreter ignores PYTHONPATH, so the launcher passes the project and its venv in
 # MMW_PYTHONPATH (launcher/triton_binary.py); a release image has them installed and leaves it empty.
 _MODEL_PY_TEMPLATE = '''"""Triton python model ``{name}``: ``{module}.{cls}``."""
@@ -45,8 +52,8 @@ def _tensor(message, spec: TensorSpec) -> None:
 def to_model_config(spec: TritonModelSpec) -> mc.ModelConfig:
     """The ModelConfig message a spec stands for."""
     cfg = mc.ModelConfig(name=spec.name, max_batch_size=spec.max_batch_size)
-    if spec.backend == "python":
-        cfg.backend = "python"
+    if spec.backend in ("python", "openvino"):
+        cfg.backend = spec.backend
     else:
         cfg.platform = _PLATFORMS[spec.backend]
     for t in spec.inputs:
@@ -109,21 +116,48 @@ def parse_config(text: str) -> mc.ModelConfig:
         raise ModelSpecError(f"config.pbtxt does not parse as a Triton ModelConfig: {exc}") from None
 
 
+def repository_target(config: Config, root: Path | None = None, variant: str | None = None) -> tuple[Path, str]:
+    """The folder and variant a write goes to.
+
+    Without ``root``: the variant's own folder (``cpu``: ``server.model_repository``, ``gpu``:
+    ``engines.gpu_repository``, ``openvino``: ``engines.openvino_repository``), ``server.model_repository``
+    when no variant is given either. Without ``variant``: the variant whose folder ``root`` is, else ``cpu``.
+    """
+    if variant is not None and variant not in VARIANTS:
+        raise ModelSpecError(f"repository variant: expected one of {VARIANTS}, got {variant!r}")
+    roots = {"gpu": config.engines.gpu_repository, "openvino": config.engines.openvino_repository}
+    if root is None:
+        root = config.path(roots.get(variant or "cpu", config.server.model_repository))
+    if variant is None:
+        variant = next((v for v, folder in roots.items() if root.resolve() == config.path(folder).resolve()), "cpu")
+    return root, variant
+
+
+def openvino_gates(source: Path | None = None) -> dict[str, dict[str, dict]]:
+    """Each network's fidelity-gate record (``openvino_gate.json`` beside its ONNX in the CPU repository)."""
+    source = source if source is not None else CPU_REPOSITORY
+    return {name: read_gate(source / name / "1") for name in NETWORKS}
+
+
 def write_repository(config: Config, root: Path | None = None, variant: str | None = None,
-                     gpu_backend: str | None = None, cores: int | None = None) -> list[Path]:
+                     gpu_backend: str | None = None, cores: int | None = None,
+                     source: Path | None = None) -> list[Path]:
     """Write every model's config.pbtxt (and a python model's model.py) under ``root`` for ``cores`` (default:
     this host); return the changed files.
 
-    ``root`` defaults to ``server.model_repository``; ``variant`` to ``gpu`` when that root is
-    ``engines.gpu_repository``, else ``cpu``; ``gpu_backend`` to ``engines.gpu_backend``. The GPU variant
-    also gets the exported captioner's files from the CPU repository (plans/ONNX come from ``make engines``).
+    ``root`` and ``variant`` default as :func:`repository_target` says; ``gpu_backend`` to
+    ``engines.gpu_backend``. The gpu and openvino variants also get the exported captioner's files from
+    ``source``, the CPU repository (default ``model_repository/``); the openvino variant gets each network's
+    IR from there too (the one :func:`mmw.specs.openvino_serving` picks, as ``1/model.xml`` + ``model.bin``).
+    Plans, ONNX and IR come from ``make engines``: a missing IR leaves its model without one
+    (:func:`missing_openvino_models` says what to build), so a stale IR is never served.
     """
-    root = root if root is not None else config.path(config.server.model_repository)
-    if variant is None:
-        variant = "gpu" if root.resolve() == config.path(config.engines.gpu_repository).resolve() else "cpu"
+    root, variant = repository_target(config, root, variant)
+    source = source if source is not None else CPU_REPOSITORY
     gpu_backend = gpu_backend or config.engines.gpu_backend
+    gates = openvino_gates(source) if variant == "openvino" else None
     changed = []
-    for spec in repository_specs(config, variant, gpu_backend, cores):
+    for spec in repository_specs(config, variant, gpu_backend, cores, gates):
         path = root / spec.name / "config.pbtxt"
         if _write_if_changed(path, render_config(spec)):
             changed.append(path)
@@ -131,10 +165,60 @@ def write_repository(config: Config, root: Path | None = None, variant: str | No
         if spec.backend == "python":
             if _write_if_changed(root / spec.name / "1" / MODEL_PY, render_model_py(spec)):
                 changed.append(root / spec.name / "1" / MODEL_PY)
-            if variant == "gpu":
-                changed += _copy_model_files(CPU_REPOSITORY / spec.name / "1", root / spec.name / "1")
+            if variant != "cpu":
+                changed += _copy_model_files(source / spec.name / "1", root / spec.name / "1")
+        elif spec.backend == "openvino" and gates is not None:
+            ir = openvino_serving(config.serving.cpu_precision, gates[spec.name]).ir
+            changed += _copy_openvino_ir(ir_path(source / spec.name / "1" / "model.onnx", ir), root / spec.name / "1")
     check_caption_model(config, root)
     return changed
+
+
+def _copy_openvino_ir(xml: Path, target: Path) -> list[Path]:
+    """Copy an IR pair (``xml`` and the .bin beside it) to ``target/model.xml|.bin`` where size or mtime differ.
+
+    Without the pair the target's IR is removed: Triton then reports the file missing instead of serving an IR
+    that is no longer the one picked.
+    """
+    pairs = [(xml, target / OPENVINO_MODEL), (xml.with_suffix(".bin"), (target / OPENVINO_MODEL).with_suffix(".bin"))]
+    if target.resolve() == xml.parent.resolve():
+        return []
+    if not all(src.is_file() for src, _ in pairs):
+        removed = [dest for _, dest in pairs if dest.is_file()]
+        for dest in removed:
+            dest.unlink()
+        return removed
+    copied = []
+    for src, dest in pairs:
+        st = src.stat()
+        if not dest.is_file() or dest.stat().st_size != st.st_size or dest.stat().st_mtime_ns != st.st_mtime_ns:
+            shutil.copy2(src, dest)
+            copied.append(dest)
+    return copied
+
+
+def missing_openvino_models(root: Path, source: Path | None = None) -> list[str]:
+    """One line per openvino model of ``root`` whose IR is missing, saying what ``make engines`` must produce."""
+    source = source if source is not None else CPU_REPOSITORY
+    lines = []
+    for path in sorted(root.glob("*/config.pbtxt")):
+        cfg = parse_config(path.read_text(encoding="utf-8"))
+        if cfg.backend != "openvino":
+            continue
+        xml = path.parent / "1" / (cfg.default_model_filename or OPENVINO_MODEL)
+        missing = [p.name for p in (xml, xml.with_suffix(".bin")) if not p.is_file()]
+        if missing:
+            lines.append(f"{path.parent.name}: {' and '.join(missing)} missing in {xml.parent}: `make engines` saves "
+                         f"the network's OpenVINO IR as {source / path.parent.name / '1' / 'model.xml'} + model.bin "
+                         "(model.int8.xml + .bin for serving.cpu_precision: int8), then rerun "
+                         "`make repository-openvino`")
+    return lines
+
+
+def check_openvino_models(root: Path, source: Path | None = None) -> None:
+    """Raise ModelSpecError when an openvino model of ``root`` has no IR (before Triton would fail to load it)."""
+    if lines := missing_openvino_models(root, source):
+        raise ModelSpecError("; ".join(lines))
 
 
 def _copy_model_files(source: Path, target: Path) -> list[Path]:

@@ -2,13 +2,15 @@
 
 ``NetworkSpec`` describes an exported network (ONNX names, dynamic axes, validation tolerance).
 ``TritonModelSpec`` describes one model of the Triton repository; ``repository_specs`` builds all
-of them from config.yaml, for the CPU variant that runs here (python models running onnxruntime)
-and, from the same network specs, the GPU variant (native ``onnxruntime_onnx``/``tensorrt_plan``).
+of them from config.yaml, for the CPU variant that runs here (python models running the networks)
+and, from the same network specs, the GPU variant (native ``onnxruntime_onnx``/``tensorrt_plan``) and
+the OpenVINO variant (the networks' IR on Triton's own ``openvino`` backend, CPU only).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,7 +24,7 @@ from mmw.processing.detection import DETECTOR_INPUT_SIZE, NUM_ANCHORS, NUM_DETEC
 
 BATCH_AXIS = "batch"
 _MODELS = "mmw.triton_models"  # where the python models' classes live
-VARIANTS = ("cpu", "gpu")
+VARIANTS = ("cpu", "gpu", "openvino")
 REFERENCE_CORES = 2  # the committed model_repository is generated for a 2-core host
 GPU_BACKENDS = ("onnxruntime", "tensorrt")
 
@@ -142,7 +144,7 @@ class TritonModelSpec:
     """Everything a model's ``config.pbtxt`` says."""
 
     name: str
-    backend: Literal["python", "onnxruntime", "tensorrt", "ensemble"]
+    backend: Literal["python", "onnxruntime", "tensorrt", "openvino", "ensemble"]
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
@@ -198,19 +200,105 @@ def serving_plan(serving: ServingConfig, cores: int | None = None) -> dict[str, 
     }
 
 
+_RUNTIME_NAMES = {"openvino": "OpenVINO (IR from `make engines`, precision gated against onnxruntime fp32)",
+                  "onnxruntime": "ONNX run by onnxruntime"}
+
+
+def runtime_parameters(serving: ServingConfig, threads: int) -> tuple[tuple[str, str], ...]:
+    """The parameters a CPU python model reads to open its networks (:func:`mmw.network_runtimes.open_network`)."""
+    return (("runtime", serving.cpu_runtime), ("precision", serving.cpu_precision), ("threads", str(threads)))
+
+
+# What the openvino variant's description says about precision. Triton's openvino backend sets only the
+# parameters it parses (src/openvino.cc): HINT_BF16 accepts nothing but YES, so f32 cannot be forced.
+_OPENVINO_DEFAULT_PRECISION = ("OpenVINO's CPU plugin infers bf16 on CPUs with native bf16 (AVX512_BF16 or AMX) "
+                               "and f32 elsewhere; this backend has no parameter that forces f32 (HINT_BF16 "
+                               "accepts only YES): serve the cpu variant for f32 there")
+
+
+@dataclass(frozen=True)
+class OpenVinoServing:
+    """What the openvino variant serves for one network: which IR of ``make engines``, and whether to hint bf16."""
+
+    ir: Literal["f32", "int8"]  # model.xml/.bin (f32 weights) or model.int8.xml/.bin (NNCF), served as model.xml
+    hint_bf16: bool
+    note: str  # the precision, and why it is not the one asked for
+
+
+def openvino_serving(precision: str, gate: Mapping[str, Mapping[str, object]]) -> OpenVinoServing:
+    """``serving.cpu_precision`` on Triton's openvino backend, given the network's fidelity-gate record.
+
+    ``gate`` is :func:`mmw.network_runtimes.read_gate` of the network's folder in the CPU repository
+    (precision -> {"passed": bool, "detail": str}). int8 serves the quantized IR only when its record
+    passed; bf16 adds ``HINT_BF16 YES`` unless its record failed; auto and f32 give no hint.
+    """
+    def failed(name: str) -> str:
+        record = gate.get(name)
+        if record is None:
+            return f"{name} has no record of the fidelity gate of `make engines`"
+        detail = record.get("detail")
+        return f"{name} failed the fidelity gate" + (f" ({detail})" if detail else "")
+
+    if precision == "int8":
+        if gate.get("int8", {}).get("passed"):
+            return OpenVinoServing("int8", False, "int8 IR (NNCF, passed the fidelity gate); its float layers at "
+                                                  f"OpenVINO's default precision: {_OPENVINO_DEFAULT_PRECISION}")
+        return OpenVinoServing("f32", False, f"int8 asked for, but {failed('int8')}: serving the f32 IR; "
+                                             f"{_OPENVINO_DEFAULT_PRECISION}")
+    if precision == "bf16":
+        record = gate.get("bf16")
+        if record is not None and not record.get("passed"):
+            return OpenVinoServing("f32", False, f"bf16 asked for, but {failed('bf16')}: no HINT_BF16; "
+                                                 f"{_OPENVINO_DEFAULT_PRECISION}")
+        return OpenVinoServing("f32", True, "f32 IR with HINT_BF16 YES: bf16 on CPUs with native bf16 (AVX512_BF16 "
+                                            "or AMX), f32 elsewhere")
+    asked = "f32 asked for" if precision == "f32" else "precision auto"
+    return OpenVinoServing("f32", False, f"f32 IR, {asked}: {_OPENVINO_DEFAULT_PRECISION}")
+
+
+def openvino_parameters(resources: StepResources, hint_bf16: bool) -> tuple[tuple[str, str], ...]:
+    """The openvino backend's parameters for a network planned as ``resources`` (instances x threads).
+
+    The backend compiles one model per Triton model and gives each instance an infer request on it, so
+    the planned instances become streams: NUM_STREAMS = instances, INFERENCE_NUM_THREADS = instances x
+    threads (the total), which is what the python models' separate 1-stream compilations add up to.
+    It fixes the batch to max_batch_size (``ov::set_batch``) and refuses smaller batches unless
+    ENABLE_BATCH_PADDING is YES, which zero-pads them.
+    """
+    parameters = [("PERFORMANCE_HINT", "LATENCY"), ("NUM_STREAMS", str(resources.instances)),
+                  ("INFERENCE_NUM_THREADS", str(resources.instances * resources.threads)),
+                  ("ENABLE_BATCH_PADDING", "YES")]
+    if hint_bf16:
+        parameters.append(("HINT_BF16", "YES"))
+    return tuple(parameters)
+
+
 def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str,
-          plan: dict[str, StepResources]) -> TritonModelSpec:
+          plan: dict[str, StepResources], gate: Mapping[str, Mapping[str, object]] | None = None) -> TritonModelSpec:
     serving, engines = config.serving, config.engines
     warmup = network_warmup(network, serving.max_batch_size) if serving.warmup else ()
     if variant == "cpu":
         resources = plan[network.name]
         return TritonModelSpec(
             name=network.name, backend="python", inputs=network.inputs, outputs=network.outputs,
-            python_class=f"{_MODELS}:OnnxStep",
+            python_class=f"{_MODELS}:NetworkStep",
             max_batch_size=serving.max_batch_size, instances=resources.instances,
             max_queue_delay_us=serving.max_queue_delay_us,
-            parameters=(("onnx_file", "model.onnx"), ("onnx_threads", str(resources.threads))),
-            description=f"{network.source}; ONNX run by onnxruntime inside a python model", warmup=warmup,
+            parameters=(("onnx_file", "model.onnx"), *runtime_parameters(serving, resources.threads)),
+            description=f"{network.source}; {_RUNTIME_NAMES[serving.cpu_runtime]} inside a python model",
+            warmup=warmup,
+        )
+    if variant == "openvino":
+        resources, served = plan[network.name], openvino_serving(serving.cpu_precision, gate or {})
+        return TritonModelSpec(
+            name=network.name, backend="openvino", inputs=network.inputs, outputs=network.outputs,
+            max_batch_size=serving.max_batch_size, instances=resources.instances,
+            max_queue_delay_us=serving.max_queue_delay_us,
+            parameters=openvino_parameters(resources, served.hint_bf16),
+            description=f"{network.source}; OpenVINO IR on Triton's openvino backend: {resources.instances} "
+                        f"instance(s) on as many streams, {resources.threads} thread(s) each, batches zero-padded "
+                        f"to max_batch_size; {served.note}",
+            warmup=warmup,
         )
     accelerator, accelerator_parameters = "", ()
     if gpu_backend == "onnxruntime" and engines.onnxruntime_accelerator == "tensorrt":
@@ -229,12 +317,15 @@ def _step(network: NetworkSpec, config: Config, variant: str, gpu_backend: str,
 
 
 def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "onnxruntime",
-                     cores: int | None = None) -> list[TritonModelSpec]:
+                     cores: int | None = None,
+                     gates: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None) -> list[TritonModelSpec]:
     """All models of the repository, from config.yaml, for a host with ``cores`` cores (default: this one).
 
     The ``cpu`` variant runs everything in python models (the Triton build here has only the
-    python backend); the ``gpu`` variant serves the networks natively. Both expose the same
-    ensemble name, inputs and outputs, so clients never change.
+    python backend); the ``gpu`` variant serves the networks natively; the ``openvino`` variant
+    serves them on Triton's openvino backend (CPU), planned like the cpu variant, with the IR that
+    ``gates`` (network -> its fidelity-gate record, see :func:`openvino_serving`) allows. All three
+    expose the same ensemble name, inputs and outputs and the same python models, so clients never change.
     """
     if variant not in VARIANTS:
         raise ModelSpecError(f"repository variant: expected one of {VARIANTS}, got {variant!r}")
@@ -292,7 +383,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
                 ("caption_source", caption_source_name(cap.model)), ("num_beams", str(cap.num_beams)),
                 ("max_new_tokens", str(cap.max_new_tokens)), ("dense_top_k", str(cap.dense_top_k)),
                 ("dense_min_score", repr(cap.dense_min_score)), ("dense_min_size_px", str(cap.dense_min_size_px)),
-                ("onnx_threads", str(plan["caption"].threads)),
+                *runtime_parameters(s, plan["caption"].threads),
             ),
             description=f"neural captions ({cap.model}): the frame and its top {cap.dense_top_k} detections, "
                         "greedy/beam search over the exported encoder and KV-cache decoder; request parameters "
@@ -338,7 +429,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
                *ensemble.steps[1:-1], caption_step(FRAME.name)),
         description="raw RGB frames uint8 [H, W, 3] (one size per request) -> the same outputs",
     )
-    networks = [_step(n, config, variant, gpu_backend, plan) for n in NETWORKS.values()]
+    networks = [_step(n, config, variant, gpu_backend, plan, (gates or {}).get(n.name)) for n in NETWORKS.values()]
     specs = [preprocess, preprocess_raw, *networks, postprocess, captioner, ensemble, raw_ensemble]
     by_name = {m.name: m for m in specs}
     check_ensemble(ensemble, by_name)

@@ -12,9 +12,9 @@ import numpy as np
 from mmw.captioning_step import request_overrides, step_settings
 from mmw.contract import TEMPLATE_SOURCE
 from mmw.processing.pipeline import PostprocessParams, caption, postprocess, preprocess_frames, preprocess_images
-from mmw.triton_python import BatchedStep, OnnxStep
+from mmw.triton_python import BatchedStep, NetworkStep
 
-__all__ = ["Caption", "OnnxStep", "Postprocess", "Preprocess", "PreprocessFrames"]
+__all__ = ["Caption", "NetworkStep", "Postprocess", "Preprocess", "PreprocessFrames"]
 
 
 class Preprocess(BatchedStep):
@@ -56,7 +56,12 @@ class Caption(BatchedStep):
         else:
             from mmw.captioner import OnnxCaptioner
 
-            self.captioner = OnnxCaptioner(self.model_dir, threads=int(self.parameters["onnx_threads"]))
+            self.captioner = OnnxCaptioner(self.model_dir, threads=int(self.parameters["threads"]),
+                                           runtime=self.parameters["runtime"], precision=self.parameters["precision"])
+            import triton_python_backend_utils as pb_utils
+
+            note = f" ({self.captioner.note})" if self.captioner.note else ""
+            pb_utils.Logger.log_info(f"{self.model_name}: {self.captioner.description}{note}")
             self.defaults = step_settings(self.parameters, self.captioner.meta)
 
     def request_options(self, request: object) -> tuple:

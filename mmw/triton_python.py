@@ -129,15 +129,18 @@ def _pad_ragged(per_request: list[dict[str, np.ndarray]], names: list[str]) -> l
     return out
 
 
-class OnnxStep(BatchedStep):
-    """A network step of the CPU repository: its ONNX file run by onnxruntime, names from config.pbtxt."""
+class NetworkStep(BatchedStep):
+    """A network step of the CPU repository: its exported network on OpenVINO or onnxruntime (config.pbtxt
+    parameters ``runtime``, ``precision``, ``threads``), tensor names from config.pbtxt."""
 
     def setup(self) -> None:
-        from mmw.onnx_runtime import create_session
+        from mmw.network_runtimes import open_network
 
-        path = f"{self.model_dir}/{self.parameters['onnx_file']}"
-        self.session = create_session(path, threads=int(self.parameters["onnx_threads"]))
+        self.runner, note = open_network(f"{self.model_dir}/{self.parameters['onnx_file']}",
+                                         self.parameters["runtime"], self.parameters["precision"],
+                                         int(self.parameters["threads"]))
+        pb_utils.Logger.log_info(f"{self.model_name}: {self.runner.description}" + (f" ({note})" if note else ""))
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.session.run(self.output_names, inputs)
-        return dict(zip(self.output_names, results, strict=False))
+        results = self.runner.run(self.output_names, inputs)
+        return dict(zip(self.output_names, results, strict=True))

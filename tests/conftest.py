@@ -97,14 +97,19 @@ def free_ports(n: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def serving(state_dir: Path, models: dict | None = None, **server: object) -> Iterator[Config]:
-    """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID."""
+def serving(state_dir: Path, models: dict | None = None, scheduling: dict | None = None,
+            **server: object) -> Iterator[Config]:
+    """A real tritonserver on free loopback ports, serving the project's repository; stopped by PID.
+
+    ``models`` and ``scheduling`` are config.yaml's ``models`` and ``serving`` sections; ``server`` its ``server``.
+    """
     from mmw.contract import ENSEMBLE_NAME
     from mmw.repository import write_repository
 
     http, grpc, metrics = free_ports(3)
     config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                       "state_dir": str(state_dir), **server}, "models": models or {}})
+                                       "state_dir": str(state_dir), **server}, "models": models or {},
+                           "serving": scheduling or {}})
     write_repository(config)
     start_server(config, [ENSEMBLE_NAME], timeout_s=300)
     try:

@@ -197,7 +197,7 @@ def test_serving_plan_from_core_count(cores: int, serving: dict, detector: tuple
     assert plan["caption"].instances == (serving.get("instances", 1))
     specs = {s.name: to_model_config(s) for s in repository_specs(build(Config, {"serving": serving}), cores=cores)}
     assert specs["detector"].instance_group[0].count == detector[0]
-    assert specs["detector"].parameters["onnx_threads"].string_value == str(detector[1])
+    assert specs["detector"].parameters["threads"].string_value == str(detector[1])
 
 
 def test_one_spec_drives_onnx_names_axes_and_tensorrt_profiles() -> None:

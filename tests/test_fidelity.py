@@ -26,8 +26,11 @@ from export.fidelity import (
     fidelity_frames,
     labeller_comparisons,
 )
+from mmw.config import load_config
 from mmw.processing.detection import Detections
 from tests.conftest import ROOT
+
+SERVED = (load_config().serving.cpu_runtime, load_config().serving.cpu_precision)  # what the CPU repository runs
 
 SIZES = sorted({f"{w}x{h}" for w, h in FRAME_SIZES + MOSAIC_SIZES})
 
@@ -40,7 +43,7 @@ def frames() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def box_comparisons(frames: dict[str, np.ndarray], engines: dict[str, Path]) -> dict[str, list]:
     by_size: dict[str, list] = {}
-    for c in detector_comparisons(frames, ServedDetector(engines["detector"]), OriginalDetector()):
+    for c in detector_comparisons(frames, ServedDetector(engines["detector"], *SERVED), OriginalDetector()):
         by_size.setdefault(c.frame.split("@")[1], []).append(c)
     return by_size
 
@@ -61,7 +64,7 @@ def test_detector_boxes_match_the_original_graph(size: str, box_comparisons: dic
 
 
 def test_labeller_top1_equals_pytorch_on_every_frame(frames: dict[str, np.ndarray], engines: dict[str, Path]) -> None:
-    rows = labeller_comparisons(frames, engines["labeller"])
+    rows = labeller_comparisons(frames, engines["labeller"], *SERVED)
     assert len(rows) == len(frames)
     assert [c for c in rows if c.reference_top1 != c.served_top1] == []
 
@@ -96,7 +99,7 @@ def test_fidelity_command_prints_the_table(tmp_path: Path, engines: dict[str, Pa
     checks = json.loads(out.read_text())
     assert len(checks) == len(lines) - 2 and all(c["passed"] for c in checks)
     names = " ".join(c["check"] for c in checks)
-    for what in ("TF1 bilinear", "detector ONNX", "labeller ONNX", "3840x2160", "1080x1920", "labeller top-1",
+    for what in ("TF1 bilinear", "detector ONNX", "labeller ONNX", "3840x2160", "1080x1920", "top-1",
                  "tiny BLIP pixel values", "tiny GIT tokens"):
         assert what in names
     assert "fidelity: detector vs the original graph" in done.stderr  # progress goes to stderr
