@@ -13,7 +13,7 @@ RESULTS := results/sample
 APP_PID := .triton/app.pid
 APP_LOG := .triton/app.log
 
-.PHONY: install system-deps docker-deps engines repository repository-gpu repository-openvino sample run stop status logs perf bench bench-captions soak test test-fast lint clean fidelity \
+.PHONY: install system-deps docker-deps engines repository repository-gpu repository-openvino sample run stop status logs perf bench bench-plan bench-captions soak test test-fast lint clean fidelity \
 	doctor docker-dev release app-stop browser-deps
 
 # The python backend stub of the bundled tritonserver links the system's libpython (Debian libpython3.X).
@@ -89,6 +89,11 @@ perf: install
 bench: engines
 	$(PY) -m benchmarks.resize_benchmark --out results/resize_benchmark.json
 	$(PY) -m benchmarks.pipeline_benchmark --out results/benchmark.json
+	$(PY) -m benchmarks.transport_benchmark --out results/transport_benchmark.json
+
+# Which instances x threads plan serves fastest here, for each CPU runtime (docs/performance.md#cpu-runtimes)
+bench-plan: engines
+	$(PY) -m benchmarks.plan_benchmark --out results/plan_benchmark.json
 
 bench-captions: install
 	$(PY) -m benchmarks.caption_benchmark --out results/caption_benchmark.json

@@ -2,14 +2,18 @@
 
 Runs, on the sample video and on one 10x longer, with the same models and the same sampled frames:
 
-1. ``floor``  the pipeline in-process: PyAV decode (in its own thread), shared numpy pre/post,
-   onnxruntime sessions, one worker per core (each 1 thread, batches of 4 raw frames);
+1. ``floor-openvino``    the pipeline in-process: PyAV decode (in its own thread), shared numpy pre/post,
+   OpenVINO at the precision the server serves (serving.cpu_precision through the gate), one worker per
+   core (each 1 thread, batches of 4 raw frames); ``floor-onnxruntime`` the same with onnxruntime fp32;
 2. ``eager``  what a user would write instead: PyTorch eager, frame by frame;
 3. ``opencv`` the ORIGINAL SSD frozen graph through OpenCV dnn, detector only, vs ``floor-detector``
    (the same detector ONNX in onnxruntime, same frames, same threads);
-4. ``ours``   the client through Triton over gRPC (sample -> JPEG -> SceneClient.infer_many, as the
-   CLI does, without writing outputs) at 1, 2 and 4 requests in flight; and ``perf_analyzer`` on the
-   ensemble.
+4. ``ours``   the client through Triton over gRPC as the CLI sends frames (``client.transport``, shared
+   memory on loopback) at 1, 2 and 4 requests in flight, the networks on ``serving.cpu_runtime``; and
+   ``before``, the server as it was before OpenVINO (onnxruntime, frames as JPEG), at 2 in flight;
+   ``perf_analyzer`` on the ensemble;
+5. ``networks`` ms per image of each network on every CPU runtime and precision here, with the fidelity
+   gate of each against onnxruntime fp32 (int8 quantized by NNCF for the occasion).
 
 Every in-process variant runs in a fresh child process, so its CPU time and peak RSS are its own.
 For Triton, server CPU time and RSS cover tritonserver and its python-backend stub processes.
@@ -20,6 +24,7 @@ extension, and writes everything as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -43,12 +48,14 @@ from mmw.contract import ENSEMBLE_NAME
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 4
 TARGETS = {
-    "ours / floor (frames/s)": 0.9,
+    "ours / floor-openvino (frames/s)": 0.9,
+    "ours / floor-onnxruntime (frames/s)": 2.0,
+    "ours / before (frames/s)": 2.0,
     "ours / eager (frames/s)": 2.0,
     "floor-detector / opencv": 1.5,
     "4 in flight / 1 in flight": 1.8,
     "long / short (ours frames/s)": 0.9,
-    "ours / floor, long video (frames/s)": 0.9,
+    "ours / floor-openvino, long video (frames/s)": 0.9,
 }
 
 
@@ -306,24 +313,26 @@ class RssSampler:
         self._thread.join()
 
 
-def run_ours(video: Path, fps: float, url: str, in_flight: int, server_pid: int, quality: int) -> dict:
-    """The client path of the CLI: sample -> JPEG -> SceneClient.infer_many, gRPC."""
-    from clients.media.images import encode_jpeg
+def run_ours(video: Path, fps: float, url: str, in_flight: int, server_pid: int, quality: int,
+             transport: str = "auto") -> dict:
+    """The client path of the CLI: sample -> ``frame_payload`` (prefetch thread) -> ``infer_frames_many``, gRPC."""
     from clients.transport import SceneClient
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     cpu0, _ = server_cpu_and_rss(server_pid)
     frames = 0
-    with SceneClient(url, max_in_flight=in_flight) as client, RssSampler(server_pid) as rss:
-        jpegs = (encode_jpeg(rgb, quality) for rgb in sampled_frames(video, fps))
+    with SceneClient(url, max_in_flight=in_flight, transport=transport, jpeg_quality=quality) as client, \
+            RssSampler(server_pid) as rss:
+        payloads = (client.frame_payload(rgb) for rgb in sampled_frames(video, fps))
         start = time.perf_counter()
-        for results in client.infer_many(batched(prefetched(jpegs), BATCH)):
+        for results in client.infer_frames_many(batched(prefetched(payloads), BATCH)):
             frames += len(results)
         seconds = time.perf_counter() - start
         latencies = list(client.latencies_s)
+        sent_as = client.frame_transport()
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu1, _ = server_cpu_and_rss(server_pid)
-    return {"frames": frames, "seconds": seconds, "latencies_s": latencies,
+    return {"frames": frames, "seconds": seconds, "latencies_s": latencies, "transport": sent_as,
             "client_cpu_s": (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime),
             "client_peak_rss_mb": usage1.ru_maxrss / 1024, "server_cpu_s": cpu1 - cpu0,
             "server_peak_rss_mb": rss.peak, "server_rss_quarter_mb": rss.at(0.25), "server_rss_end_mb": rss.at(1.0)}
@@ -401,6 +410,38 @@ def print_table(rows: list[dict]) -> None:
         print(" | ".join(cells))
 
 
+def print_networks(rows: list[dict]) -> None:
+    print("network | runtime | precision | ms/image b1 t1 | b4 t1 | b1 t2 | b4 t2 | gate vs onnxruntime fp32")
+    print("--- | --- | --- | --- | --- | --- | --- | ---")
+    for r in rows:
+        print(f"{r['network']} | {r['runtime']} | {r['precision']} | {r['ms_b1_t1']:.1f} | {r['ms_b4_t1']:.1f} | "
+              f"{r['ms_b1_t2']:.1f} | {r['ms_b4_t2']:.1f} | {r['gate']}", flush=True)
+
+
+@contextlib.contextmanager
+def served(state: Path, scheduling: dict) -> Iterator[tuple[str, int, int]]:
+    """A tritonserver on free loopback ports with config.yaml's settings and ``scheduling`` (the serving
+    section) on top, on a copy of the repository: (gRPC url, HTTP port, server PID)."""
+    import shutil
+
+    from launcher.local_server import start_server, stop_server
+    from mmw.config import Config, build
+    from mmw.repository import write_repository
+
+    repo = state / "model_repository"
+    shutil.copytree(ROOT / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
+    http, grpc, metrics = free_ports(3)
+    config: Config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
+                                               "state_dir": str(state / "triton"), "model_repository": str(repo)},
+                                    "serving": scheduling})
+    write_repository(config)
+    record = start_server(config, [ENSEMBLE_NAME], timeout_s=300)
+    try:
+        yield f"127.0.0.1:{grpc}", http, record.pid
+    finally:
+        stop_server(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fps", type=float, default=10.0, help="frames sampled per second (default: all of 10)")
@@ -420,15 +461,14 @@ def main(argv: list[str] | None = None) -> int:
             "eager": lambda: run_eager(args.video, args.fps, args.extra),
             "opencv": lambda: run_detector_only(args.video, args.fps, "opencv"),
             "floor-detector": lambda: run_detector_only(args.video, args.fps, "onnxruntime"),
+            "networks": lambda: {"rows": network_timings(), "frames": 0, "seconds": 1.0},
         }
         print(json.dumps(runners[args.child]()))
         return 0
 
     from clients.media.images import encode_jpeg
     from clients.media.sample_video import make_sample_video
-    from launcher.local_server import start_server, stop_server
-    from mmw.config import Config, build, load_config
-    from mmw.repository import write_repository
+    from mmw.config import load_config
 
     work = Path(tempfile.mkdtemp(prefix="mmw-bench-"))
     short, long = work / "short.mp4", work / "long.mp4"
@@ -438,52 +478,54 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     print(f"# {cores} cores; videos {args.seconds:g} s and {args.seconds * args.long_factor:g} s at 10 fps, "
           f"sampled at {args.fps:g} fps, batches of {BATCH}", flush=True)
-    for name, video in (("short", short), ("long", long)):
-        rows.append(summarise("floor", name, run_child("floor", video, args.fps, cores)))
-        print(f"floor {name}: {rows[-1]['frames_per_s']:.1f} frames/s", flush=True)
+    networks = run_child("networks", short, args.fps, 0)["rows"]
+    print_networks(networks)
+    for variant in ("floor-openvino", "floor-onnxruntime"):
+        for name, video in (("short", short), ("long", long)):
+            rows.append(summarise(variant, name, run_child(variant, video, args.fps, cores)))
+            print(f"{variant} {name}: {rows[-1]['frames_per_s']:.1f} frames/s ({rows[-1]['runs_on']})", flush=True)
     rows.append(summarise("eager", "short", run_child("eager", short, args.fps, args.eager_frames)))
     for variant in ("opencv", "floor-detector"):
         rows.append(summarise(variant, "short", run_child(variant, short, args.fps, 0)))
 
-    http, grpc, metrics = free_ports(3)
-    config: Config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                               "state_dir": str(work / "triton")}})
-    write_repository(config)
-    record = start_server(config, [ENSEMBLE_NAME], timeout_s=300)
-    perf: list[dict] = []
-    try:
-        url = f"127.0.0.1:{grpc}"
-        quality = load_config().client.jpeg_quality
-        run_ours(short, args.fps, url, 2, record.pid, quality)  # warm-up
+    config = load_config()
+    quality, in_flight = config.client.jpeg_quality, config.client.max_in_flight
+    # Before OpenVINO and the frame transports: the networks on onnxruntime, frames as JPEG.
+    with served(work / "before", {"cpu_runtime": "onnxruntime"}) as (url, http, pid):
+        run_ours(short, args.fps, url, in_flight, pid, quality, "jpeg")  # warm-up
+        rows.append(summarise("before", "short", run_ours(short, args.fps, url, in_flight, pid, quality, "jpeg")))
+        print(f"before ({in_flight} in flight, onnxruntime, jpeg): {rows[-1]['frames_per_s']:.1f} frames/s",
+              flush=True)
+    with served(work / "ours", {}) as (url, http, pid):
+        run_ours(short, args.fps, url, in_flight, pid, quality)  # warm-up
         before = model_stats(http)
         # The long video runs right after the short one at the same level (the client's default), before
         # 4 in flight grows the server's arenas, so peak memory compares like with like.
-        in_flight = load_config().client.max_in_flight
         for level, video, label in ((1, short, "short"), (in_flight, short, "short"), (in_flight, long, "long"),
                                     (4, short, "short")):
             if label == "short" and any(r["variant"] == f"ours-{level}" for r in rows):
                 continue
-            rows.append(summarise(f"ours-{level}", label, run_ours(video, args.fps, url, level, record.pid,
-                                                                   quality)))
-            print(f"ours {level} in flight, {label}: {rows[-1]['frames_per_s']:.1f} frames/s", flush=True)
+            rows.append(summarise(f"ours-{level}", label, run_ours(video, args.fps, url, level, pid, quality)))
+            print(f"ours {level} in flight, {label}: {rows[-1]['frames_per_s']:.1f} frames/s "
+                  f"({rows[-1]['transport']})", flush=True)
         breakdown = step_breakdown(before, model_stats(http))
         from clients.media.sample_video import load_photo
 
         perf = run_perf_analyzer(url, encode_jpeg(load_photo("coffee"), quality), work / "perf")
-    finally:
-        stop_server(config)
 
     def fps(variant: str, video: str = "short") -> float:
         return next(r["frames_per_s"] for r in rows if r["variant"] == variant and r["video"] == video)
 
     ours_best = f"ours-{in_flight}"
     ratios = {
-        "ours / floor (frames/s)": fps(ours_best) / fps("floor"),
+        "ours / floor-openvino (frames/s)": fps(ours_best) / fps("floor-openvino"),
+        "ours / floor-onnxruntime (frames/s)": fps(ours_best) / fps("floor-onnxruntime"),
+        "ours / before (frames/s)": fps(ours_best) / fps("before"),
         "ours / eager (frames/s)": fps(ours_best) / fps("eager"),
         "floor-detector / opencv": fps("floor-detector") / fps("opencv"),
         "4 in flight / 1 in flight": fps("ours-4") / fps("ours-1"),
         "long / short (ours frames/s)": fps(ours_best, "long") / fps(ours_best),
-        "ours / floor, long video (frames/s)": fps(ours_best, "long") / fps("floor", "long"),
+        "ours / floor-openvino, long video (frames/s)": fps(ours_best, "long") / fps("floor-openvino", "long"),
     }
     short_row = next(r for r in rows if r["variant"] == ours_best and r["video"] == "short")
     long_row = next(r for r in rows if r["variant"] == ours_best and r["video"] == "long")
@@ -510,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"date": datetime.date.today().isoformat(), "machine": {"cores": cores, "cpu": platform.processor()
               or platform.machine(), "python": platform.python_version()}, "rows": rows, "ratios": ratios,
-              "targets": TARGETS, "memory": memory, "steps": breakdown, "perf_analyzer": perf}
+              "targets": TARGETS, "memory": memory, "steps": breakdown, "perf_analyzer": perf, "networks": networks}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {args.out}")

@@ -7,9 +7,10 @@
 ``live URL``        analyse an RTSP/HTTP stream, a webcam or a file in real time (``--seconds N``; Ctrl-C stops)
 ``image PATH...``   results.json and an annotated PNG per image
 
-``video``, ``live`` and ``image`` take ``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` for a
-neural captioner (sent as request parameters; default: the server's) and print which captioner wrote
-the captions (``captions: ...``, one line).
+``video``, ``live`` and ``image`` take ``--transport`` (how frames travel: jpeg, raw, shm or auto; default
+``client.transport``), ``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` for a neural captioner
+(sent as request parameters; default: the server's) and print which captioner wrote the captions
+(``captions: ...``, one line). SIGTERM stops them like Ctrl-C (results so far written, regions removed).
 ``sample-video OUT`` write a deterministic test video made from real photos
 ``perf``            run Triton's perf_analyzer on the ensemble with a real JPEG as input data
 
@@ -20,17 +21,18 @@ line ``clients: error: ...`` and exit 1; results of what was processed before an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from tqdm import tqdm
 
-from clients.analysis.summary import summarize, summary_lines
+from clients.analysis.summary import summarize, summary_lines, video_lines
 from clients.media.images import encode_jpeg, read_image
 from clients.media.video import expected_sample_count, probe
 from clients.pipeline import (
@@ -43,7 +45,7 @@ from clients.pipeline import (
     one_line,
 )
 from clients.results import VideoResults, read_results
-from clients.transport import CaptionOptions, SceneClient
+from clients.transport import TRANSPORTS, CaptionOptions, SceneClient, parse_endpoints
 from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.contract import CAPTION_PARAMETERS, ENSEMBLE_NAME
@@ -74,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     def server_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", metavar="DIR", help="output folder (default: client.out_dir of the config)")
         p.add_argument("--protocol", choices=("grpc", "http"), help="default: client.protocol of the config")
-        p.add_argument("--url", metavar="HOST:PORT", help="server address (default: server.host and the port)")
+        p.add_argument("--url", metavar="HOST:PORT", action="append",
+                       help="server address; repeat it for several replicas, or give a DNS name with several "
+                            "addresses (default: client.urls, else server.host and the port)")
+        p.add_argument("--transport", choices=TRANSPORTS, help="how frames travel: jpeg, raw, shm (raw through "
+                       "shared memory, same host only), auto (shm on loopback; default: client.transport)")
         p.add_argument("--batch-size", type=positive_int, metavar="N", help="images per request")
         p.add_argument("--max-in-flight", type=positive_int, metavar="N", help="requests in flight at once")
         p.add_argument("--timeout", type=positive_float, metavar="S", help="seconds to wait for one request")
@@ -145,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--measurement-ms", type=positive_int, default=5000, metavar="MS",
                       help="--measurement-interval (default 5000)")
     perf.add_argument("--protocol", choices=("grpc", "http"), help="default: client.protocol of the config")
-    perf.add_argument("--url", metavar="HOST:PORT", help="server address (default: server.host and the port)")
+    perf.add_argument("--url", metavar="HOST:PORT", action="append",
+                      help="server address; repeated (or a DNS name with several addresses): each endpoint is "
+                           "measured in turn (default: client.urls, else server.host and the port)")
     perf.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
     return parser
 
@@ -159,13 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "search":
             return run_search(args)
         cfg = load_config(args.config)
-        if args.command == "video":
-            return run_video(args, cfg)
-        if args.command == "live":
-            return run_live(args, cfg)
         if args.command == "perf":
             return run_perf(args, cfg)
-        return run_images(args, cfg)
+        with _sigterm_as_interrupt():
+            if args.command == "video":
+                return run_video(args, cfg)
+            if args.command == "live":
+                return run_live(args, cfg)
+            return run_images(args, cfg)
     except MMWError as exc:
         print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -189,14 +198,25 @@ def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
     retry_s = cfg.client.retry_s if args.retry is None else args.retry
     if not retry_s >= 0:
         raise InputError(f"--retry: expected >= 0 seconds, got {retry_s:g}")
+    urls = args.url or list(cfg.client.urls) or [f"{cfg.server.host}:{port}"]
     return SceneClient(
-        args.url or f"{cfg.server.host}:{port}",
+        urls[0] if len(urls) == 1 else urls,  # several: spread over them, failing over (clients.transport.endpoints)
         protocol=protocol,
         timeout_s=args.timeout or cfg.client.timeout_s,
         max_in_flight=args.max_in_flight or cfg.client.max_in_flight,
         retry_s=retry_s,
         caption=caption_options_from(args),
+        transport=args.transport or cfg.client.transport,
+        jpeg_quality=cfg.client.jpeg_quality,
     )
+
+
+def _ready(client: SceneClient) -> None:
+    """Check the server, settle how frames travel, and print the transport's notes (one line each)."""
+    client.check_ready()
+    client.frame_transport()
+    for note in client.transport_notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
 
 
 def caption_options_from(args: argparse.Namespace) -> CaptionOptions:
@@ -237,13 +257,12 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
     if args.checkpoint < 0:
         raise InputError(f"--checkpoint: expected >= 0 seconds, got {args.checkpoint:g}")
     with make_client(args, cfg) as client:
-        client.check_ready()
+        _ready(client)
         batch_size = _batch_size(args, cfg, client)
         total = expected_sample_count(info, fps)
         with tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
-            run = analyse_video(path, out_dir, client, fps=fps, batch_size=batch_size,
-                                jpeg_quality=cfg.client.jpeg_quality, progress=_tqdm_progress(bar), info=info,
-                                resume=resume, checkpoint_s=args.checkpoint)
+            run = analyse_video(path, out_dir, client, fps=fps, batch_size=batch_size, progress=_tqdm_progress(bar),
+                                info=info, resume=resume, checkpoint_s=args.checkpoint)
     partial = " (partial: stopped by an error)" if run.error else ""
     print(f"results{partial}: {run.results_path}")
     if run.annotated_path is not None:
@@ -251,8 +270,6 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
         print(f"annotated video: {run.annotated_path} ({run.codec}, {frames} frames at {fps:g} fps)")
     size = f"{info.width}x{info.height}, {info.duration_s:.1f} s"
     print(f"{len(run.results.frames)} frames sampled at {fps:g} fps from {path} ({size})")
-    for line in summary_lines(summarize([f.image for f in run.results.frames]), unit="frames"):
-        print(line)
     for line in video_lines(run.results, run.exports):
         print(line)
     print(f"captions: {run.results.captions.note}")
@@ -263,18 +280,6 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
     if run.error:
         _reraise(run.error)
     return 0
-
-
-def video_lines(results: VideoResults, exports: Sequence[Path]) -> list[str]:
-    """Unique objects (tracks), scenes and the export files of a video run."""
-    counts = results.object_counts
-    lines = ["unique objects (tracks): " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")]
-    n = len(results.scenes)
-    spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f} s" for s in results.scenes[:6]) + (", ..." if n > 6 else "")
-    lines.append(f"{n} scene{'s' if n != 1 else ''}" + (f": {spans}" if n else ""))
-    if exports:
-        lines.append("exports: " + ", ".join(p.name for p in exports))
-    return lines
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -295,43 +300,39 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ffmpeg_options(items: Sequence[str]) -> dict[str, str]:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--option: expected KEY=VALUE such as rtsp_transport=tcp, got {item!r}")
-        options[key.strip()] = value.strip()
-    return options
-
-
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile (in the main thread: signal handlers live there only)."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_live(args: argparse.Namespace, cfg: Config) -> int:
     """Analyse a live source until --seconds, its end or Ctrl-C (results so far are written; exit 0)."""
     from clients.live import LiveSettings, analyse_stream
+    from clients.media.stream import parse_ffmpeg_options
 
     fps = args.fps or cfg.client.fps
     out_dir = _out_dir(args, cfg)
     with make_client(args, cfg) as client:
-        client.check_ready()
+        _ready(client)
         batch_size = _batch_size(args, cfg, client)
         settings = LiveSettings(fps=fps, seconds=args.seconds, batch_size=batch_size, max_waiting=args.max_waiting,
-                                jpeg_quality=cfg.client.jpeg_quality, input_format=args.format,
-                                options=_ffmpeg_options(args.option))
+                                input_format=args.format, options=parse_ffmpeg_options(args.option))
         total = round(args.seconds * fps) if args.seconds else None
-        in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
-        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if in_main else None
-        try:
-            print(f"reading {args.source} at {fps:g} fps" + (f" for {args.seconds:g} s" if args.seconds else "") +
-                  "; Ctrl-C stops and writes the results so far", file=sys.stderr, flush=True)
-            with tqdm(total=total, unit="frame", desc="live", disable=None, leave=False) as bar:
-                run = analyse_stream(args.source, out_dir, client, settings, progress=_tqdm_progress(bar))
-        finally:
-            if in_main:
-                signal.signal(signal.SIGTERM, previous)
+        print(f"reading {args.source} at {fps:g} fps" + (f" for {args.seconds:g} s" if args.seconds else "") +
+              "; Ctrl-C stops and writes the results so far", file=sys.stderr, flush=True)
+        with tqdm(total=total, unit="frame", desc="live", disable=None, leave=False) as bar:
+            run = analyse_stream(args.source, out_dir, client, settings, progress=_tqdm_progress(bar))
     stats = run.stats
     partial = " (stopped by an error)" if run.error else ""
     print(f"results{partial}: {run.results_path}")
@@ -340,8 +341,6 @@ def run_live(args: argparse.Namespace, cfg: Config) -> int:
     print(f"{stats.frames_analysed} frames analysed of {stats.frames_sampled} sampled at {fps:g} fps "
           f"({stats.frames_decoded} decoded, {stats.frames_dropped} dropped because the analysis was behind) "
           f"in {stats.wall_s:.1f} s; stopped: {stats.stop_reason}")
-    for line in summary_lines(summarize([f.image for f in run.results.frames]), unit="frames"):
-        print(line)
     for line in video_lines(run.results, run.exports):
         print(line)
     print(f"captions: {run.results.captions.note}")
@@ -357,7 +356,7 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
             raise InputError(f"image {p}: not found or not a file (expected a JPEG or PNG file)")
     out_dir = _out_dir(args, cfg)
     with make_client(args, cfg) as client:
-        client.check_ready()
+        _ready(client)
         batch_size = _batch_size(args, cfg, client)
         with tqdm(total=len(paths), unit="image", disable=None, leave=False) as bar:
             run = analyse_images(paths, out_dir, client, batch_size=batch_size, progress=_tqdm_progress(bar))
@@ -398,9 +397,10 @@ def run_perf(args: argparse.Namespace, cfg: Config) -> int:
     port = cfg.server.grpc_port if protocol == "grpc" else cfg.server.http_port
     work = cfg.path(cfg.server.state_dir) / "perf"
     input_data = perf_analyzer.write_input_data([data], work / "input.json")
-    cmd = perf_analyzer.perf_analyzer_command(ENSEMBLE_NAME, args.url or f"{cfg.server.host}:{port}",
-                                              protocol, input_data, args.concurrency, args.measurement_ms)
-    print(" ".join(cmd), flush=True)
-    done = perf_analyzer.run_perf_analyzer(cmd, work / "lib")
-    print(done.stdout)
+    for url in parse_endpoints(args.url or list(cfg.client.urls) or [f"{cfg.server.host}:{port}"]):
+        cmd = perf_analyzer.perf_analyzer_command(ENSEMBLE_NAME, url, protocol, input_data, args.concurrency,
+                                                  args.measurement_ms)
+        print(" ".join(cmd), flush=True)
+        done = perf_analyzer.run_perf_analyzer(cmd, work / "lib")
+        print(done.stdout)
     return 0

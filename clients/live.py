@@ -18,10 +18,9 @@ from pathlib import Path
 
 from clients.analysis.scenes import SceneSettings
 from clients.analysis.tracking import TrackerSettings
-from clients.media.images import encode_jpeg
 from clients.media.stream import FrameQueue, StreamReader, StreamSettings, open_stream
 from clients.media.video import SampledFrame
-from clients.pipeline import InferenceClient, ProgressFn, filter_detections, one_line
+from clients.pipeline import InferenceClient, Payload, ProgressFn, filter_detections, one_line
 from clients.recorder import VideoRecorder
 from clients.results import LiveStats, VideoResults
 from mmw.errors import InputError, MMWError
@@ -37,7 +36,6 @@ class LiveSettings:
     seconds: float | None = None  # stop after this much stream time (None: until the stream ends or Ctrl-C)
     batch_size: int = 4  # at most this many frames per request (fewer when the server keeps up)
     max_waiting: int | None = None  # sampled frames waiting for the server; default batch_size
-    jpeg_quality: int = 90
     min_score: float | None = None
     open_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
@@ -108,12 +106,12 @@ def analyse_stream(
     waiting: deque[SampledFrame] = deque()
     expected = round(settings.seconds * settings.fps) if settings.seconds else 0
 
-    def batches() -> Iterator[list[bytes]]:
+    def batches() -> Iterator[list[Payload]]:
         while not queue.finished and not stop.is_set():
             items = queue.get_batch(settings.batch_size, _POLL_S)
             if items:
                 waiting.extend(items)
-                yield [encode_jpeg(f.rgb, settings.jpeg_quality) for f in items]
+                yield [client.frame_payload(f.rgb) for f in items]  # the client's transport: JPEG or raw
 
     error: MMWError | None = None
     interrupted = False
@@ -121,7 +119,7 @@ def analyse_stream(
     reader.start()
     try:
         try:
-            for results in client.infer_many(batches()):
+            for results in client.infer_frames_many(batches()):
                 for result in results:
                     frame = waiting.popleft()
                     recorder.add(frame.index, frame.timestamp_s, frame.rgb,

@@ -29,7 +29,7 @@ import numpy as np
 
 from clients.analysis.scenes import SceneSettings
 from clients.analysis.tracking import TrackerSettings
-from clients.media.images import encode_jpeg, read_image, write_png
+from clients.media.images import read_image, write_png
 from clients.media.prefetch import prefetched
 from clients.media.video import SampledFrame, VideoInfo, expected_sample_count, probe, sample_frames
 from clients.outputs.annotators import annotate
@@ -47,14 +47,24 @@ class Interrupted(MMWError):
     """Ctrl-C during a run: the results so far are written, then the run ends."""
 
 
+#: What a frame travels as: JPEG/PNG bytes, or the uint8 RGB frame itself (``InferenceClient.frame_payload``).
+Payload = bytes | np.ndarray
+
+
 class InferenceClient(Protocol):
-    """What the pipeline needs of a client (``SceneClient`` has it all)."""
+    """What the pipeline needs of a client (``SceneClient`` has it all).
+
+    The client decides how frames travel (``client.transport``): ``frame_payload`` turns a frame into what
+    it sends (its JPEG, or the frame), and the pipeline calls it where the work overlaps the requests.
+    """
 
     def check_ready(self) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 
-    def infer_many(self, batches: Iterator[list[bytes]]) -> Iterator[list[ImageResult]]: ...
+    def frame_payload(self, rgb: np.ndarray, encoded: bytes | None = None) -> Payload: ...
+
+    def infer_frames_many(self, batches: Iterator[list[Payload]]) -> Iterator[list[ImageResult]]: ...
 
 
 @dataclass(frozen=True)
@@ -116,12 +126,12 @@ def filter_detections(result: ImageResult, min_score: float | None) -> ImageResu
     return result if len(kept) == len(result.detections) else result.keep_detections(kept)
 
 
-def batches(items: Iterator[tuple[bytes, T]], size: int, keep: deque[T]) -> Iterator[list[bytes]]:
-    """Group encoded items into lists of ``size``; items go to ``keep`` for drawing later.
+def batches(items: Iterator[tuple[Payload, T]], size: int, keep: deque[T]) -> Iterator[list[Payload]]:
+    """Group payloads into lists of ``size``; items go to ``keep`` for drawing later.
 
     When the source fails, the partial batch is still sent before the error is raised.
     """
-    batch: list[bytes] = []
+    batch: list[Payload] = []
     while True:
         try:
             data, item = next(items)
@@ -204,7 +214,6 @@ def analyse_video(
     *,
     fps: float,
     batch_size: int,
-    jpeg_quality: int = 90,
     min_score: float | None = None,
     progress: ProgressFn | None = None,
     info: VideoInfo | None = None,
@@ -216,7 +225,9 @@ def analyse_video(
 ) -> VideoRun:
     """Analyse a video: ``out_dir/results.json``, ``out_dir/annotated.mp4`` and the exports.
 
-    ``resume`` (from ``load_resume``) continues an earlier run: its frames are reused, not sent again.
+    Frames travel as the client says (``frame_payload``, computed in the prefetch thread: a JPEG encodes
+    while the requests are in flight). ``resume`` (from ``load_resume``) continues an earlier run: its
+    frames are reused, not sent again.
     ``results.json`` is rewritten (``complete: false``) at most every ``checkpoint_s`` seconds while
     the run goes on (0: after every batch).
 
@@ -252,8 +263,8 @@ def analyse_video(
     written = len(recorder.frames)
     try:
         try:
-            encoded = prefetched((encode_jpeg(f.rgb, jpeg_quality), f) for f in frames)
-            for results in client.infer_many(batches(encoded, batch_size, waiting)):
+            payloads = prefetched((client.frame_payload(f.rgb), f) for f in frames)
+            for results in client.infer_frames_many(batches(payloads, batch_size, waiting)):
                 for result in results:
                     frame = waiting.popleft()
                     recorder.add(frame.index, frame.timestamp_s, frame.rgb, filter_detections(result, min_score))
@@ -309,14 +320,14 @@ def analyse_images(
     error: MMWError | None = None
     used: set[str] = set()
 
-    def read_all() -> Iterator[tuple[bytes, tuple[Path, str, np.ndarray]]]:
+    def read_all() -> Iterator[tuple[Payload, tuple[Path, str, np.ndarray]]]:
         for p, name in zip(paths, names, strict=True):
             data, rgb = read_image(p)
-            yield data, (p, name, rgb)
+            yield client.frame_payload(rgb, encoded=data), (p, name, rgb)  # jpeg: the file's own bytes
 
     waiting: deque[tuple[Path, str, np.ndarray]] = deque()
     try:
-        for results in client.infer_many(batches(read_all(), batch_size, waiting)):
+        for results in client.infer_frames_many(batches(read_all(), batch_size, waiting)):
             for result in results:
                 p, name, rgb = waiting.popleft()
                 result = filter_detections(result, min_score)

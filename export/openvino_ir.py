@@ -15,6 +15,7 @@ Each step is skipped when its record says it is up to date (same ONNX, OpenVINO 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from mmw.config import Config
 from mmw.engine_provenance import sha256_file
 from mmw.errors import ExportError, ExportValidationError
 from mmw.network_runtimes import (
+    CACHE_DIR,
     GATE_FILE,
     OnnxRuntimeRunner,
     PrecisionChoice,
@@ -35,7 +37,7 @@ from mmw.network_runtimes import (
 from mmw.processing.images import detector_input, labeller_input
 from mmw.specs import DETECTOR, LABELLER, serving_plan
 
-GATE_VERSION = 1  # bump when the gate's checks change: every record is redone
+GATE_VERSION = 2  # bump when the gate's checks change: every record is redone
 CALIBRATION_VIDEO = "data/sample.mp4"
 CALIBRATION_VIDEO_FRAMES = 24
 _PREPARE: dict[str, Callable[[np.ndarray], np.ndarray]] = {DETECTOR.name: detector_input,
@@ -66,17 +68,29 @@ def _write_record(folder: Path, record: dict) -> None:
     (folder / GATE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def onnx_to_ir(onnx_path: Path) -> Path:
-    """Convert one ONNX file to OpenVINO IR beside it (weights stay f32: no fp16 compression)."""
+def onnx_to_ir(onnx_path: Path, max_batch_size: int | None = None) -> Path:
+    """Convert one ONNX file to OpenVINO IR beside it (weights stay f32: no fp16 compression).
+
+    With ``max_batch_size`` the batch axis of every input becomes the bounded range 1..max_batch_size
+    (what Triton sends), which lets OpenVINO's CPU plugin pick faster kernels than for an unbounded one
+    (measured here: the detector at 2 threads 36 -> 28 ms per image).
+    """
     import openvino as ov
 
+    model = ov.convert_model(str(onnx_path))
+    if max_batch_size is not None:
+        model.reshape({port.get_any_name(): ov.PartialShape([ov.Dimension(1, max_batch_size),
+                                                             *port.get_partial_shape()[1:]])
+                       for port in model.inputs})
     xml = ir_path(onnx_path)
-    ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+    ov.save_model(model, str(xml), compress_to_fp16=False)
     return xml
 
 
 def calibration_frames(config: Config) -> list[np.ndarray]:
-    """RGB frames for int8 calibration: the calibration photos and, when present, frames of the sample video."""
+    """RGB frames for int8 calibration: the calibration photos and, when present, frames of the sample video,
+    each also mirrored and as two 3/4 crops (measured here: the int8 detector kept 97% of the boxes instead of
+    94%, the labeller 34 instead of 32 of 45 top-1s; both still short of the gate)."""
     import cv2
 
     from export.trt.calibration import calibration_photos
@@ -92,7 +106,15 @@ def calibration_frames(config: Config) -> list[np.ndarray]:
             if ok:
                 frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         capture.release()
-    return frames
+    rng = np.random.default_rng(0)
+    augmented = []
+    for rgb in frames:
+        h, w = rgb.shape[:2]
+        augmented += [rgb, np.ascontiguousarray(rgb[:, ::-1])]
+        for _ in range(2):
+            y, x = int(rng.integers(0, h // 4 + 1)), int(rng.integers(0, w // 4 + 1))
+            augmented.append(np.ascontiguousarray(rgb[y:y + 3 * h // 4, x:x + 3 * w // 4]))
+    return augmented
 
 
 def onnx_to_int8_ir(onnx_path: Path, network: str, frames: Iterable[np.ndarray]) -> Path:
@@ -140,11 +162,12 @@ def build_openvino(config: Config, repo: Path, force: bool = False,
         if not onnx.is_file():
             raise ExportError(f"{onnx}: not found; the ONNX export must come first")
         record = _read_record(folder)
-        stamp = {"onnx_sha256": sha256_file(onnx), **_versions()}
+        stamp = {"onnx_sha256": sha256_file(onnx), "max_batch_size": config.serving.max_batch_size, **_versions()}
         done = []
         if force or not _up_to_date(record, "ir", stamp, [ir_path(onnx)]):
-            onnx_to_ir(onnx)
-            record = {"ir": stamp}  # a new IR invalidates every gate and the int8 model
+            onnx_to_ir(onnx, config.serving.max_batch_size)
+            record = {"ir": stamp}  # a new IR invalidates every gate, the int8 model and the compiled blobs
+            shutil.rmtree(folder / CACHE_DIR, ignore_errors=True)
             done.append("IR saved")
         if not served_here:
             _write_record(folder, record)
@@ -218,6 +241,7 @@ def build_captioner_openvino(config: Config, folder: Path, force: bool,
         for f in files:
             onnx_to_ir(f)
         record = {"ir": stamp}
+        shutil.rmtree(folder / CACHE_DIR, ignore_errors=True)
     cap = config.models.caption
     wanted = resolve_precision("auto" if config.serving.cpu_precision == "int8" else config.serving.cpu_precision,
                                cpu_capabilities())

@@ -1,8 +1,10 @@
 """Start, stop and inspect Triton (``launcher run|stop|status|logs``): a local process or a container.
 
 ``launcher.backend`` declares the interface every backend has, ``launcher.registry`` keys the backends
-by ``server.mode``, ``launcher.report`` prints their results, ``launcher.devcontainer`` holds the dev
-container (``launcher shell`` / ``tao_ws``, ``launcher doctor``).
+by ``server.mode``, ``launcher.replicas`` lays out and coordinates ``--replicas N``, ``launcher.report`` prints
+their results, ``launcher.server_args`` describes tritonserver's arguments (``launcher.admin_key``: which APIs are
+restricted, with which key), ``launcher.processes`` finds what a crashed server left, ``launcher.devcontainer``
+holds the dev container (``launcher shell`` / ``tao_ws``, ``launcher doctor``).
 """
 
 from launcher.backend import ServerBackend, ServerStatus, StartOptions, StopResult

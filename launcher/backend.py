@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from launcher.http_probe import ModelState
+from launcher.processes import Leftovers
 from launcher.records import BaseRecord, ServerRecord
 from mmw.config import Config
 
@@ -25,7 +26,8 @@ class StartOptions:
 
     allow_unpinned: bool = False  # docker: run an image the manifest does not pin
     pull: bool = False  # docker: pull a missing image
-    progress: Progress | None = None  # called with a line for each slow preparation step
+    progress: Progress | None = None  # called with a line for each slow preparation step (and each cleanup)
+    wait: bool = True  # False: return once started and recorded; ``wait_ready`` waits (replicas start together)
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,12 @@ class StopResult:
     forced: bool = False  # the exit timeout passed, so the server was killed
     removed: int = 0  # containers removed (the recorded one and leftovers of this state dir)
     elapsed_s: float = 0.0
+    cleaned: Leftovers | None = None  # local: what a crashed server had left and was cleaned up
 
     @property
     def changed(self) -> bool:
         """True when something was stopped or cleaned up."""
-        return self.stopped or self.stale or self.removed > 0
+        return self.stopped or self.stale or self.removed > 0 or bool(self.cleaned)
 
     @property
     def pid(self) -> int | None:
@@ -70,6 +73,8 @@ class ServerStatus:
     state: str = ""  # docker: the recorded container's state (running, exited, ...; '' = gone or none)
     exit_code: int | None = None  # docker: the recorded container's exit code
     busy_ports: tuple[str, ...] = ()  # nothing recorded runs, yet these ports are taken ('8000 (http_port)')
+    leftovers: Leftovers | None = None  # local: what the recorded server, now gone, left (``stop`` cleans it)
+    index_restricted: bool = False  # the repository index refused the launcher (no admin key here)
 
     @property
     def ready_models(self) -> tuple[str, ...]:
@@ -95,7 +100,8 @@ class ServerBackend(Protocol):
 
     def start(self, config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: float | None = None,
               options: StartOptions | None = None) -> BaseRecord:
-        """Start Triton for ``config``, record it in the state dir, return once ``wait_ready`` says so."""
+        """Start Triton for ``config``, record it in the state dir, return once ``wait_ready`` says so (at once when
+        ``options.wait`` is False: ``launcher.replicas`` starts every replica, then waits for each)."""
         ...
 
     def wait_ready(self, config: Config, wait_for_models: Sequence[str] = (), *,

@@ -15,11 +15,18 @@ import sys
 import time
 from collections.abc import Sequence
 
+from launcher import admin_key, replicas
 from launcher.backend import StartOptions
 from launcher.devcontainer import cli as devcontainer_cli
 from launcher.exposure import exposure_warning
-from launcher.registry import BACKENDS, active_backend, backend_for, stop_recorded
-from launcher.report import ready_line, status_json, status_text, stop_message
+from launcher.registry import BACKENDS, backend_for
+from launcher.report import (
+    replicas_ready_lines,
+    replicas_status_json,
+    replicas_status_text,
+    replicas_stop_lines,
+    stop_message,
+)
 from mmw.cli_args import non_negative_int, positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.contract import ENSEMBLE_NAME
@@ -62,22 +69,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop the server recorded in the PID file first, if one is running")
     run.add_argument("--no-write-repository", action="store_true",
                      help="start on the model repository as it is, without regenerating its config.pbtxt files")
+    run.add_argument("--replicas", type=positive_int, metavar="N",
+                     help="start N tritonservers; replica i listens on each config port + 3*i and keeps its state "
+                          "in <state_dir>/replica-<i> (default: server.replicas, 1)")
     add_run_arguments(run)
 
-    sub.add_parser("stop", help="stop the server started by `launcher run` (SIGTERM, then SIGKILL)")
+    sub.add_parser("stop", help="stop the servers started by `launcher run`, every replica (SIGTERM, then SIGKILL); "
+                                "cleans up after a crashed one")
 
-    status = sub.add_parser("status", help="is the server running, on which ports, which models are ready")
+    status = sub.add_parser("status", help="are the servers running, on which ports, which models are ready")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
-    logs = sub.add_parser("logs", help="print the server log")
+    logs = sub.add_parser("logs", help="print the server log (every replica's, each line prefixed, or --replica I)")
     logs.add_argument("-n", "--lines", type=non_negative_int, default=50, metavar="N", help="last N lines (50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.add_argument("--replica", type=non_negative_int, metavar="I", help="only replica I's log (0: the first)")
 
     devcontainer_cli.add_parsers(sub)
 
     app = sub.add_parser("app", help="start the Gradio app (a client of the running Triton) in the foreground")
     app.add_argument("--host", metavar="ADDR", help="address to bind (default: app.host, 127.0.0.1)")
     app.add_argument("--port", type=positive_int, metavar="N", help="port to listen on (default: app.port, 7860)")
+    app.add_argument("--insecure", action="store_true",
+                     help="bind a non-loopback address without a login (app.auth_env / app.auth_file)")
     return parser
 
 
@@ -94,9 +108,9 @@ def run_config(config: Config, args: argparse.Namespace) -> Config:
     return config
 
 
-def warn_exposure(what: str, host: str, setting: str) -> None:
+def warn_exposure(what: str, host: str, setting: str, restricted: bool = False) -> None:
     """Print a warning line to stderr when ``what`` would listen beyond loopback (no authentication)."""
-    if warning := exposure_warning(what, host, setting):
+    if warning := exposure_warning(what, host, setting, restricted):
         print(f"launcher: warning: {warning}", file=sys.stderr, flush=True)
 
 
@@ -113,40 +127,50 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     config = run_config(config, args)
     backend = backend_for(config.server.mode)
     models = args.wait_for or default_models()
+    count = args.replicas or config.server.replicas
+    replicas.replica_ports(config, count)  # bad settings fail before anything changes
+    restricted = admin_key.restriction(config) is not None
     if not args.no_write_repository:
         write_repository(config)
         print(_caption_line(config), flush=True)
     if args.restart:
-        for result in stop_recorded(config, also=backend):
+        for index, result in replicas.restart_stop(config, also=backend):
             if result.changed:
-                print(stop_message(result), flush=True)
-    warn_exposure("Triton", config.server.host, "server.host")
+                print(stop_message(result) if index == 0 else f"replica {index}: {stop_message(result)}", flush=True)
+    warn_exposure("Triton", config.server.host, "server.host", restricted)
     options = StartOptions(allow_unpinned=args.allow_unpinned, pull=args.pull, progress=_progress)
-    record = backend.start(config, models, timeout_s=args.timeout, options=options)
-    print(ready_line(config.server.mode, record, models), flush=True)
+    records = replicas.start_replicas(config, count, models, timeout_s=args.timeout, options=options)
+    for line in replicas_ready_lines(config.server.mode, records, models):
+        print(line, flush=True)
     return 0
 
 
 def _cmd_stop(config: Config, args: argparse.Namespace) -> int:
-    print(stop_message(active_backend(config).stop(config)))
+    for line in replicas_stop_lines(replicas.stop_replicas(config)):
+        print(line)
     return 0
 
 
 def _cmd_status(config: Config, args: argparse.Namespace) -> int:
-    st = active_backend(config).status(config)
-    print(status_json(st) if args.json else status_text(st))
+    items = replicas.replica_statuses(config)
+    print(replicas_status_json(items) if args.json else replicas_status_text(items))
     return 0
 
 
 def _cmd_logs(config: Config, args: argparse.Namespace) -> int:
-    backend = active_backend(config)
+    indices = replicas.log_indices(config, args.replica)
+    prefix = len(indices) > 1
+
+    def text(line: replicas.LogLine) -> str:
+        return f"[replica {line.replica}] {line.text}" if prefix else line.text
+
     if not args.follow:
-        for line in backend.read_log(config, args.lines):
-            print(line)
+        for line in replicas.read_logs(config, indices, args.lines):
+            print(text(line))
         return 0
     try:
-        for line in backend.follow_log(config, args.lines):
-            print(line, flush=True)
+        for line in replicas.follow_logs(config, indices, args.lines):
+            print(text(line), flush=True)
     except KeyboardInterrupt:
         pass
     return 0
@@ -165,7 +189,7 @@ def _cmd_app(config: Config, args: argparse.Namespace) -> int:
     warn_exposure("the app", args.host or config.app.host, "--host" if args.host else "app.host")
     sample = config.path(SAMPLE_VIDEO)
     demo, url = gradio_app.launch_app(config, host=args.host, port=args.port,
-                                      sample_video=sample if sample.is_file() else None)
+                                      sample_video=sample if sample.is_file() else None, insecure=args.insecure)
     print(f"app ready: {url}  (Ctrl-C stops it)", flush=True)
 
     def on_sigterm(signum: int, frame: object) -> None:

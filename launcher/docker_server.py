@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher import http_probe, triton_log
+from launcher import admin_key, http_probe, triton_log
 from launcher.backend import ServerStatus, StartOptions, StopResult
 from launcher.container_site import prepare_site
 from launcher.docker_client import (
@@ -29,7 +29,7 @@ from launcher.docker_client import (
 )
 from launcher.images import ResolvedImage, manifest_entry, resolve_image
 from launcher.ports import check_ports_free, port_in_use
-from launcher.processes import record_is_alive
+from launcher.processes import clean_leftovers, record_is_alive
 from launcher.records import (
     CONTAINER_LOG_NAME,
     ContainerRecord,
@@ -40,7 +40,7 @@ from launcher.records import (
     write_record,
 )
 from launcher.run_spec import triton_spec
-from launcher.state_dir import prepare_start, server_paths, startup_timeout
+from launcher.state_dir import prepare_start, server_paths, shared_state_dir, startup_timeout
 from mmw.config import PROJECT_ROOT, Config
 from mmw.errors import DockerError
 
@@ -85,7 +85,9 @@ def _refuse_if_running(config: Config, client: docker.DockerClient) -> None:
     if local is not None and record_is_alive(local):
         raise DockerError(f"a local tritonserver started by launcher runs (pid {local.pid}, {local.http_url}); "
                           "run `launcher stop` first")
-    remove_record(paths.pid_file)  # stale (or none): its process is gone
+    if local is not None:  # stale: its process is gone, its python backend stubs may not be
+        clean_leftovers(local, paths.backend_dir)
+    remove_record(paths.pid_file)
     rpath = ContainerRecord.path(paths.state_dir)
     record = read_record(rpath, ContainerRecord)
     if record is not None:
@@ -117,10 +119,12 @@ def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: flo
 
     Raises DockerError when the daemon is unreachable, the image is missing or unpinned, GPUs are requested
     but unavailable, the container exits while starting (with Triton's reason from its log), or it is not
-    ready within ``timeout_s``; in the last cases the container is removed and its log saved.
+    ready within ``timeout_s``; in the last cases the container is removed and its log saved. With
+    ``options.wait`` False it returns once the container is started and recorded (then call ``wait_ready``).
     """
     s, d = config.server, config.docker
     opts = options or StartOptions()
+    restricted = admin_key.restriction(config)
     timeout, paths = prepare_start(config, timeout_s)
     client = _client(config, client)
     with start_lock(paths.state_dir):
@@ -134,9 +138,10 @@ def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: flo
             if opts.progress is not None:
                 opts.progress(f"preparing the python models' packages for the container's Python "
                               f"{d.container_python} ({arch}) in {paths.state_dir} (pip; once)")
-            site = prepare_site(paths.state_dir, d.container_python, arch)
+            site = prepare_site(shared_state_dir(paths.state_dir), d.container_python, arch)  # once per replicas
         spec = triton_spec(config, image.id, model_repository=paths.model_repository,
-                           mmw_package=PROJECT_ROOT / "mmw", site_dir=site, state_dir=paths.state_dir)
+                           mmw_package=PROJECT_ROOT / "mmw", site_dir=site, state_dir=paths.state_dir,
+                           restricted=restricted)
         what = f"starting container {d.container_name} from {image.entry.ref}"
         container = create_container(client, spec.kwargs, what, GPU_FIX)
         record = ContainerRecord(
@@ -144,7 +149,8 @@ def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: flo
             pinned=image.pinned, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port,
             metrics_port=s.metrics_port, started_at=time.time(), model_repository=str(paths.model_repository),
             docker_host=d.host, gpus=d.gpus, network=d.network, log_path=str(paths.state_dir / CONTAINER_LOG_NAME),
-            argv=list(spec.kwargs["command"]),
+            argv=admin_key.redact(spec.kwargs["command"], restricted),
+            restricted_apis=list(restricted.apis) if restricted else [],
         )
         try:
             write_record(ContainerRecord.path(paths.state_dir), record)
@@ -152,7 +158,9 @@ def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: flo
         except BaseException:
             _discard(container, record, ContainerRecord.path(paths.state_dir))
             raise
-        _ready_or_removed(container, record, wait_for_models, timeout, ContainerRecord.path(paths.state_dir))
+        if opts.wait:
+            _ready_or_removed(container, record, wait_for_models, timeout, ContainerRecord.path(paths.state_dir),
+                              admin_key.probe_headers(config))
     return record
 
 
@@ -166,7 +174,7 @@ def wait_ready(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s
     if record is None or container is None:
         raise DockerError(f"no tritonserver container recorded in {rpath} (or it is gone): expected one started by "
                           "`launcher run --mode docker`")
-    _ready_or_removed(container, record, wait_for_models, timeout, rpath)
+    _ready_or_removed(container, record, wait_for_models, timeout, rpath, admin_key.probe_headers(config))
     return record
 
 
@@ -180,9 +188,9 @@ def _discard(container: Any, record: ContainerRecord, rpath: Path) -> None:
 
 
 def _ready_or_removed(container: Any, record: ContainerRecord, names: Sequence[str], timeout: float,
-                      rpath: Path) -> None:
+                      rpath: Path, headers: dict[str, str]) -> None:
     try:
-        _wait_ready(container, record, list(names), timeout)
+        _wait_ready(container, record, list(names), timeout, headers)
     except BaseException:
         _discard(container, record, rpath)
         raise
@@ -202,7 +210,8 @@ def _save_log(container: Any, path: Path) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def _wait_ready(container: Any, record: ContainerRecord, names: list[str], timeout: float) -> None:
+def _wait_ready(container: Any, record: ContainerRecord, names: list[str], timeout: float,
+                headers: dict[str, str]) -> None:
     """Poll until the server and ``names`` are ready; raise with Triton's reason otherwise."""
     url = record.http_url
     deadline = time.monotonic() + timeout
@@ -223,7 +232,7 @@ def _wait_ready(container: Any, record: ContainerRecord, names: list[str], timeo
             raise DockerError(f"tritonserver container {record.name} cannot finish loading its models: "
                               f"{'; '.join(stuck)}; it was stopped. Log: {record.log_path}")
         if http_probe.server_ready(url):
-            if http_probe.models_ready(url, names, record.model_repository, DockerError):
+            if http_probe.models_ready(url, names, record.model_repository, DockerError, headers):
                 return
         if time.monotonic() >= deadline:
             errors_text = triton_log.explain_failure(_logs_text(container))
@@ -305,8 +314,10 @@ def status(config: Config, client: docker.DockerClient | None = None) -> ServerS
     if state != "running":
         return found
     url = record.http_url
-    return replace(found, running=True, server_ready=http_probe.server_ready(url),
-                   models=tuple(http_probe.repository_index(url) or ()), uptime_s=record.uptime_s)
+    headers = admin_key.probe_headers(config)
+    index = http_probe.repository_index(url, headers=headers)
+    return replace(found, running=True, server_ready=http_probe.server_ready(url), models=tuple(index or ()),
+                   uptime_s=record.uptime_s, index_restricted=index is None and http_probe.index_refused(url, headers))
 
 
 def _recorded_container(config: Config, client: docker.DockerClient | None) -> Any | None:

@@ -1,4 +1,4 @@
-"""Warnings for services bound beyond this machine: Triton and the app have no authentication."""
+"""Warnings for services bound beyond this machine: the app and Triton's inference have no authentication."""
 
 from __future__ import annotations
 
@@ -18,10 +18,18 @@ def is_loopback(host: str) -> bool:
         return False  # another host name, or "" (every interface)
 
 
-def exposure_warning(what: str, host: str, setting: str) -> str | None:
-    """A one-line warning when ``what`` would listen on the non-loopback ``host``; None on loopback."""
+def exposure_warning(what: str, host: str, setting: str, restricted: bool = False) -> str | None:
+    """A one-line warning when ``what`` would listen on the non-loopback ``host``; None on loopback.
+
+    ``restricted``: Triton's admin APIs need the admin key (``launcher.admin_key``), inference does not.
+    """
     if is_loopback(host):
         return None
     where = "every interface" if host.strip() in ("", "0.0.0.0", "::", "[::]") else host
+    if restricted:
+        return (f"{what} listens on {where} ({setting}: {host!r}), beyond this machine; its model-repository, "
+                "shared-memory, trace and logging APIs need the admin key, but inference, metadata and health have "
+                f"no authentication: anyone who can reach it can run inference; set {setting}: 127.0.0.1 unless "
+                "that is intended")
     return (f"{what} listens on {where} ({setting}: {host!r}), beyond this machine, and has no authentication: "
             f"anyone who can reach it can use it; set {setting}: 127.0.0.1 unless that is intended")

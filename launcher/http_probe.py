@@ -6,7 +6,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mmw.errors import ServerError
@@ -26,10 +26,11 @@ class ModelState:
 
 
 def request(
-    url: str, method: str = "GET", body: bytes | None = None, timeout_s: float = 2.0
+    url: str, method: str = "GET", body: bytes | None = None, timeout_s: float = 2.0,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes] | None:
     """(status, body) of one request, or None when nothing answers."""
-    req = urllib.request.Request(url, data=body, method=method)
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     if body is not None:
         req.add_header("Content-Type", "application/json")
     try:
@@ -59,9 +60,14 @@ def model_ready(base_url: str, name: str, timeout_s: float = 2.0) -> bool:
     return result is not None and result[0] == 200
 
 
-def repository_index(base_url: str, timeout_s: float = 5.0) -> list[ModelState] | None:
-    """``POST /v2/repository/index``: every model Triton knows and its state (None if it does not answer)."""
-    result = request(f"{base_url}/v2/repository/index", method="POST", body=b"{}", timeout_s=timeout_s)
+def repository_index(base_url: str, timeout_s: float = 5.0,
+                     headers: Mapping[str, str] | None = None) -> list[ModelState] | None:
+    """``POST /v2/repository/index``: every model Triton knows and its state (None if it does not answer).
+
+    The index is a model-repository API: with restricted APIs it needs ``headers`` carrying the admin key.
+    """
+    result = request(f"{base_url}/v2/repository/index", method="POST", body=b"{}", timeout_s=timeout_s,
+                     headers=headers)
     if result is None or result[0] != 200:
         return None
     try:
@@ -73,13 +79,20 @@ def repository_index(base_url: str, timeout_s: float = 5.0) -> list[ModelState] 
             for r in rows if isinstance(r, dict)]
 
 
+def index_refused(base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0) -> bool:
+    """True when the repository index answers 403: its APIs are restricted and ``headers`` lack the key."""
+    result = request(f"{base_url}/v2/repository/index", method="POST", body=b"{}", timeout_s=timeout_s,
+                     headers=headers)
+    return result is not None and result[0] == 403
+
+
 def models_ready(base_url: str, names: Sequence[str], repository: object,
-                 error: type[ServerError] = ServerError) -> bool:
+                 error: type[ServerError] = ServerError, headers: Mapping[str, str] | None = None) -> bool:
     """True when every model in ``names`` is ready; raise ``error`` for a name the repository does not have."""
     missing = [n for n in names if not model_ready(base_url, n)]
     if not missing:
         return True
-    index = repository_index(base_url)
+    index = repository_index(base_url, headers=headers)
     if index is not None:
         known = sorted({m.name for m in index})
         absent = [n for n in missing if n not in known]

@@ -1,8 +1,10 @@
 """``server.mode: local``: a tritonserver process from the nvidia-pytriton wheel (a :class:`ServerBackend`).
 
-The server runs detached (its own session), logs to ``<state_dir>/tritonserver.log`` and is recorded in
-``<state_dir>/tritonserver.pid`` (JSON), so a later command can find it. It is only ever signalled by
-the recorded PID, after checking that the PID still belongs to that tritonserver.
+The server runs detached (its own session and process group), logs to ``<state_dir>/tritonserver.log`` and is
+recorded in ``<state_dir>/tritonserver.pid`` (JSON), so a later command can find it. It is only ever signalled
+by the recorded PID, after checking that the PID still belongs to that tritonserver. When the recorded server
+is gone (killed, crashed), ``run`` and ``stop`` end the python backend stubs it left in its process group and
+remove their shared-memory regions (``launcher.processes``); ``status`` reports them.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from launcher import http_probe, triton_log
+from launcher import admin_key, http_probe, triton_log
 from launcher.backend import ServerStatus, StartOptions, StopResult
 from launcher.ports import check_ports_free, port_in_use
 from launcher.processes import (
+    Leftovers,
+    clean_leftovers,
+    find_leftovers,
     is_tritonserver,
-    kill_orphaned_stubs,
     proc_start_ticks,
     reap,
     record_is_alive,
@@ -36,6 +40,8 @@ from launcher.records import (
     start_lock,
     write_record,
 )
+from launcher.report import cleanup_line
+from launcher.server_args import RestrictedApi, local_args
 from launcher.state_dir import ServerPaths, prepare_start, server_paths, startup_timeout
 from launcher.triton_binary import (
     INSTALL_HINT,
@@ -55,32 +61,17 @@ KILL_WAIT_S = 10.0
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def build_command(install: TritonInstall, config: Config, paths: ServerPaths) -> list[str]:
-    """The tritonserver command line for ``config``."""
-    s = config.server
-    cmd = [
-        str(install.binary),
-        f"--model-repository={paths.model_repository}",
-        f"--backend-directory={paths.backend_dir}",
-        f"--http-port={s.http_port}",
-        f"--grpc-port={s.grpc_port}",
-        f"--metrics-port={s.metrics_port}",
-        f"--http-address={s.host}",
-        f"--grpc-address={s.host}",
-    ]
-    if "--metrics-address" in supported_flags(install):
-        cmd.append(f"--metrics-address={s.host}")
-    cmd += [
-        f"--exit-timeout-secs={s.exit_timeout_s}",
-        f"--log-verbose={s.log_verbose}",
-        "--model-control-mode=none",
-        "--strict-readiness=true",
-        "--exit-on-error=true",
-    ]
-    return cmd
+def build_command(install: TritonInstall, config: Config, paths: ServerPaths,
+                  restricted: RestrictedApi | None = None) -> list[str]:
+    """The tritonserver command line for ``config``: the binary, then ``server_args.local_args``."""
+    return [str(install.binary), *local_args(config, model_repository=str(paths.model_repository),
+                                             backend_directory=str(paths.backend_dir),
+                                             metrics_address="--metrics-address" in supported_flags(install),
+                                             restricted=restricted)]
 
 
-def _refuse_if_running(paths: ServerPaths) -> None:
+def _refuse_if_running(paths: ServerPaths) -> Leftovers | None:
+    """Refuse while a recorded server runs; for a stale record, clean what its server left and remove it."""
     container = read_record(ContainerRecord.path(paths.state_dir), ContainerRecord)
     if container is not None:
         raise ConfigError(f"a Triton container started by launcher is recorded ({container.name}, "
@@ -92,7 +83,9 @@ def _refuse_if_running(paths: ServerPaths) -> None:
     if record_is_alive(record):
         raise ServerError(f"a tritonserver started by launcher already runs (pid {record.pid}, {record.http_url}, "
                           f"up {record.uptime_s:.0f} s, PID file {paths.pid_file}); run `launcher stop` first")
-    remove_record(paths.pid_file)  # stale: the process is gone
+    found = clean_leftovers(record, paths.backend_dir)  # stale: the process is gone; its stubs may not be
+    remove_record(paths.pid_file)
+    return found or None
 
 
 def _rotate_log(log_file: Path) -> None:
@@ -107,17 +100,23 @@ def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: flo
     Raises ServerError if a recorded server still runs, a port is taken, Triton exits while starting
     (with Triton's reason from its log), or it is not ready within ``timeout_s`` (default
     ``server.startup_timeout_s``); in the last two cases the started process is stopped.
-    ``options`` (docker settings) do not apply here.
+    ``options.progress`` gets the cleanup line when a crashed server's leftovers were removed; with
+    ``options.wait`` False it returns once the server is started and recorded (then call ``wait_ready``).
+    ``options``' docker settings do not apply here.
     """
     s = config.server
+    opts = options or StartOptions()
+    restricted = admin_key.restriction(config)
     timeout, paths = prepare_start(config, timeout_s)
     with start_lock(paths.state_dir):
-        _refuse_if_running(paths)
+        cleaned = _refuse_if_running(paths)
+        if cleaned is not None and opts.progress is not None:
+            opts.progress(cleanup_line(cleaned))
         check_ports_free(s.host, {"server.http_port": s.http_port, "server.grpc_port": s.grpc_port,
                                   "server.metrics_port": s.metrics_port})
         install = find_triton()
         prepare_backend_dir(install, paths.backend_dir)
-        cmd = build_command(install, config, paths)
+        cmd = build_command(install, config, paths, restricted)
         _rotate_log(paths.log_file)
         with paths.log_file.open("wb") as log:
             try:
@@ -129,15 +128,18 @@ def start(config: Config, wait_for_models: Sequence[str] = (), *, timeout_s: flo
         record = ServerRecord(
             pid=proc.pid, host=s.host, http_port=s.http_port, grpc_port=s.grpc_port, metrics_port=s.metrics_port,
             started_at=time.time(), model_repository=str(paths.model_repository), binary=str(install.binary),
-            log_path=str(paths.log_file), proc_start_ticks=proc_start_ticks(proc.pid), argv=cmd,
+            log_path=str(paths.log_file), proc_start_ticks=proc_start_ticks(proc.pid),
+            argv=admin_key.redact(cmd, restricted), pgid=proc.pid,  # start_new_session: its own process group
+            restricted_apis=list(restricted.apis) if restricted else [],
         )
         try:
             write_record(paths.pid_file, record)
         except BaseException:
-            _terminate(record, grace_s=_grace_s(config))
+            _terminate(record, grace_s=_grace_s(config), backend_dir=paths.backend_dir)
             raise
-        _ready_or_stopped(config, record, wait_for_models, timeout, paths)
-    return record
+        if not opts.wait:
+            return record
+        return _ready_or_stopped(config, record, wait_for_models, timeout, paths)
 
 
 def wait_ready(config: Config, wait_for_models: Sequence[str] = (), *,
@@ -148,8 +150,7 @@ def wait_ready(config: Config, wait_for_models: Sequence[str] = (), *,
     record = read_record(paths.pid_file, ServerRecord)
     if record is None:
         raise ServerError(f"no tritonserver recorded in {paths.pid_file}: expected one started by `launcher run`")
-    _ready_or_stopped(config, record, wait_for_models, timeout, paths)
-    return record
+    return _ready_or_stopped(config, record, wait_for_models, timeout, paths)
 
 
 def _grace_s(config: Config) -> float:
@@ -157,13 +158,19 @@ def _grace_s(config: Config) -> float:
 
 
 def _ready_or_stopped(config: Config, record: ServerRecord, names: Sequence[str], timeout: float,
-                      paths: ServerPaths) -> None:
+                      paths: ServerPaths) -> ServerRecord:
+    """Wait until ready, then record the shm regions the server maps (so a crash's leftovers are known)."""
     try:
-        _wait_ready(record, list(names), timeout, paths)
+        _wait_ready(record, list(names), timeout, paths, admin_key.probe_headers(config))
+        regions = sorted(str(r) for r in shm_regions(record.pid))
+        if regions != record.shm_regions:
+            record = replace(record, shm_regions=regions)
+            write_record(paths.pid_file, record)
     except BaseException:
-        _terminate(record, grace_s=_grace_s(config))
+        _terminate(record, grace_s=_grace_s(config), backend_dir=paths.backend_dir)
         remove_record(paths.pid_file)
         raise
+    return record
 
 
 def _exit_description(record: ServerRecord) -> str | None:
@@ -183,7 +190,8 @@ def _exit_description(record: ServerRecord) -> str | None:
     return f"exited with code {rc}"
 
 
-def _wait_ready(record: ServerRecord, names: list[str], timeout: float, paths: ServerPaths) -> None:
+def _wait_ready(record: ServerRecord, names: list[str], timeout: float, paths: ServerPaths,
+                headers: dict[str, str]) -> None:
     """Poll until the server and every model in ``names`` are ready; raise with Triton's reason otherwise."""
     url = record.http_url
     deadline = time.monotonic() + timeout
@@ -199,14 +207,15 @@ def _wait_ready(record: ServerRecord, names: list[str], timeout: float, paths: S
                               f"{reason or 'no reason found in its log'}. Full log: {paths.log_file} "
                               "(`launcher logs`)")
         if http_probe.server_ready(url):
-            if http_probe.models_ready(url, names, paths.model_repository):
+            if http_probe.models_ready(url, names, paths.model_repository, headers=headers):
                 return
         if time.monotonic() >= deadline:
-            raise ServerError(_timeout_message(record, names, timeout, paths))
+            raise ServerError(_timeout_message(record, names, timeout, paths, headers))
         time.sleep(POLL_S)
 
 
-def _timeout_message(record: ServerRecord, names: list[str], timeout: float, paths: ServerPaths) -> str:
+def _timeout_message(record: ServerRecord, names: list[str], timeout: float, paths: ServerPaths,
+                     headers: dict[str, str]) -> str:
     url = record.http_url
     text = triton_log.read_from(paths.log_file)
     if not http_probe.server_live(url):
@@ -214,7 +223,7 @@ def _timeout_message(record: ServerRecord, names: list[str], timeout: float, pat
         what = f"its HTTP endpoint {url} does not answer yet" + (
             f"; still loading: {', '.join(loading)}" if loading else "")
     else:
-        index = {m.name: m for m in http_probe.repository_index(url) or []}
+        index = {m.name: m for m in http_probe.repository_index(url, headers=headers) or []}
         not_ready = [n for n in names if not http_probe.model_ready(url, n)] or [
             m.name for m in index.values() if m.state != "READY"]
         parts = [f"{n} ({index[n].state or 'unknown'}{': ' + index[n].reason if index[n].reason else ''})"
@@ -263,10 +272,11 @@ def _signal(record: ServerRecord, sig: signal.Signals) -> None:
                           "another user, stop it as that user") from exc
 
 
-def _terminate(record: ServerRecord, grace_s: float) -> bool:
+def _terminate(record: ServerRecord, grace_s: float, backend_dir: Path) -> bool:
     """SIGTERM, wait ``grace_s``, then SIGKILL. Returns True if SIGKILL was needed.
 
-    Afterwards removes the python backend's shared-memory regions this server mapped and left behind.
+    Afterwards ends the stubs it left (a server that exits while a model hangs in loading leaves its stubs) and
+    removes the python backend's shared-memory regions this server mapped and left behind.
     """
     regions = shm_regions(record.pid) if record_is_alive(record) else set()
     _signal(record, signal.SIGTERM)
@@ -276,7 +286,7 @@ def _terminate(record: ServerRecord, grace_s: float) -> bool:
         if not _wait_gone(record, KILL_WAIT_S):
             raise ServerError(f"tritonserver pid {record.pid} survived SIGKILL for {KILL_WAIT_S:g} s; check it with "
                               f"`ps -p {record.pid}`")
-    kill_orphaned_stubs(record.pid)  # a server that exits while a model hangs in loading leaves its stubs
+    clean_leftovers(record, backend_dir)
     remove_regions(regions)
     return forced
 
@@ -288,10 +298,11 @@ def stop(config: Config) -> StopResult:
     if record is None:
         return StopResult(mode=MODE, record=None, stopped=False)
     if not record_is_alive(record):
+        cleaned = clean_leftovers(record, paths.backend_dir)
         remove_record(paths.pid_file)
-        return StopResult(mode=MODE, record=record, stopped=False, stale=True)
+        return StopResult(mode=MODE, record=record, stopped=False, stale=True, cleaned=cleaned or None)
     t0 = time.monotonic()
-    forced = _terminate(record, grace_s=_grace_s(config))
+    forced = _terminate(record, grace_s=_grace_s(config), backend_dir=paths.backend_dir)
     remove_record(paths.pid_file)
     return StopResult(mode=MODE, record=record, stopped=True, forced=forced, elapsed_s=time.monotonic() - t0)
 
@@ -307,12 +318,15 @@ def status(config: Config) -> ServerStatus:
     if record is None or not record_is_alive(record):
         ports = {"http_port": s.http_port, "grpc_port": s.grpc_port, "metrics_port": s.metrics_port}
         busy = tuple(f"{port} ({key})" for key, port in ports.items() if port_in_use(s.host, port))
-        return replace(base, busy_ports=busy)
+        leftovers = find_leftovers(record, paths.backend_dir) if record is not None else None
+        return replace(base, busy_ports=busy, leftovers=leftovers or None)
     url = record.http_url
+    headers = admin_key.probe_headers(config)
+    index = http_probe.repository_index(url, headers=headers)
     return replace(
         base, running=True, host=record.host, http_port=record.http_port, grpc_port=record.grpc_port,
-        metrics_port=record.metrics_port, server_ready=http_probe.server_ready(url),
-        models=tuple(http_probe.repository_index(url) or ()), uptime_s=record.uptime_s,
+        metrics_port=record.metrics_port, server_ready=http_probe.server_ready(url), models=tuple(index or ()),
+        uptime_s=record.uptime_s, index_restricted=index is None and http_probe.index_refused(url, headers),
     )
 
 

@@ -49,7 +49,8 @@ class BaseRecord:
     started_at: float  # time.time() at start
     model_repository: str
     log_path: str
-    argv: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)  # the command line, the admin key redacted
+    restricted_apis: list[str] = field(default_factory=list)  # the APIs that need the admin key ([]: none)
 
     @classmethod
     def path(cls, state_dir: Path) -> Path:
@@ -90,6 +91,8 @@ class ServerRecord(BaseRecord):
     pid: int
     binary: str
     proc_start_ticks: int | None = None  # field 22 of /proc/<pid>/stat: guards against PID reuse
+    pgid: int | None = None  # its process group (= pid: started as a session leader); None in older records
+    shm_regions: list[str] = field(default_factory=list)  # the python backend regions it mapped once ready
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher import server_args
 from launcher.docker_client import LABEL, sdk
+from launcher.server_args import RestrictedApi, container_args
 from mmw.config import GPUS_PATTERN, SIZE_PATTERN, Config
 from mmw.errors import ConfigError
 
 MMW_MOUNT = "/opt/mmw"  # MMW_PYTHONPATH in the Triton container: mmw/ below it, site/ the python models' packages
-REPOSITORY_MOUNT = "/models"  # the model repository in the Triton container
-CONTAINER_PORTS = (8000, 8001, 8002)  # Triton's ports inside a bridge-networked container
+REPOSITORY_MOUNT = server_args.CONTAINER_REPOSITORY  # the model repository in the Triton container
+CONTAINER_PORTS = server_args.CONTAINER_PORTS  # Triton's ports inside a bridge-networked container
 PYTHONPATH_ENV = "MMW_PYTHONPATH"
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -96,31 +98,16 @@ def docker_ulimits(ulimits: list[Ulimit]) -> list[Any]:
     return [types.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in ulimits]
 
 
-def triton_command(config: Config, repository: str = REPOSITORY_MOUNT) -> list[str]:
-    """The tritonserver command line inside the container."""
-    s, d = config.server, config.docker
-    if d.network == "host":
-        ports = (s.http_port, s.grpc_port, s.metrics_port)
-        addresses = [f"--http-address={s.host}", f"--grpc-address={s.host}", f"--metrics-address={s.host}"]
-    else:
-        ports, addresses = CONTAINER_PORTS, []  # published on server.host by Docker
-    return [
-        "tritonserver",
-        f"--model-repository={repository}",
-        f"--http-port={ports[0]}",
-        f"--grpc-port={ports[1]}",
-        f"--metrics-port={ports[2]}",
-        *addresses,
-        f"--exit-timeout-secs={s.exit_timeout_s}",
-        f"--log-verbose={s.log_verbose}",
-        "--model-control-mode=none",
-        "--strict-readiness=true",
-        "--exit-on-error=true",
-    ]
+def triton_command(config: Config, repository: str = REPOSITORY_MOUNT,
+                   restricted: RestrictedApi | None = None) -> list[str]:
+    """The tritonserver command line inside the container: ``tritonserver``, then ``server_args.container_args``
+    (ports 8000-8002 published on server.host by Docker, or the config's ports with ``docker.network: host``)."""
+    return ["tritonserver", *container_args(config, repository, restricted)]
 
 
 def triton_spec(config: Config, image: str, *, model_repository: Path, mmw_package: Path,
-                site_dir: Path | None = None, state_dir: Path | None = None) -> RunSpec:
+                site_dir: Path | None = None, state_dir: Path | None = None,
+                restricted: RestrictedApi | None = None) -> RunSpec:
     """The Triton container for ``config`` (``server.mode: docker``).
 
     ``image_kind: ngc`` mounts the model repository read-only at /models, the project's ``mmw`` package at
@@ -143,7 +130,7 @@ def triton_spec(config: Config, image: str, *, model_repository: Path, mmw_packa
     extra = {"mmw.state_dir": str(state_dir)} if state_dir is not None else {}
     kwargs: dict[str, Any] = {
         "image": image,
-        "command": triton_command(config),
+        "command": triton_command(config, restricted=restricted),
         "name": d.container_name,
         "labels": labels("triton", extra),
         "environment": env,

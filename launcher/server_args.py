@@ -13,7 +13,11 @@ import re
 from dataclasses import dataclass
 
 from mmw.config import Config
+from mmw.contract import ADMIN_KEY_ENV, GRPC_HEADER_PREFIX, RESTRICTED_HEADER  # declared once, for clients too
 from mmw.errors import ConfigError
+
+__all__ = ["ADMIN_KEY_ENV", "CONTAINER_PORTS", "CONTAINER_REPOSITORY", "GRPC_HEADER_PREFIX", "RESTRICTED_APIS",
+           "RESTRICTED_HEADER", "RestrictedApi", "ServerArgs", "container_args", "local_args"]
 
 CONTAINER_PORTS = (8000, 8001, 8002)
 """HTTP, gRPC and metrics ports inside a container (a bridge-networked Docker container, a Kubernetes pod)."""
@@ -21,12 +25,6 @@ CONTAINER_REPOSITORY = "/models"
 """The model repository inside a container: mounted there by the launcher, baked there by docker/release."""
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 """Triton API categories that need the admin header when restricted (health, metadata, inference stay open)."""
-RESTRICTED_HEADER = "mmw-admin-key"
-"""The HTTP header that carries the admin key; gRPC clients send it as ``triton-grpc-protocol-<header>``."""
-GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
-"""Triton 2.51 expects a restricted gRPC protocol's header under this prefix (its error message says so)."""
-ADMIN_KEY_ENV = "MMW_TRITON_ADMIN_KEY"
-"""The environment variable the chart sets from its Secret and expands in the args as ``$(MMW_TRITON_ADMIN_KEY)``."""
 _HEADER = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 

@@ -1,7 +1,13 @@
-"""The files of one configured server (``server.state_dir``) and the checks every backend makes before it starts."""
+"""The files of one configured server (``server.state_dir``) and the checks every backend makes before it starts.
+
+Replica 0 of ``launcher run --replicas N`` is the server of ``server.state_dir`` itself; replica i >= 1 keeps its
+files in ``<state_dir>/replica-<i>/`` (:func:`replica_state_dir`), and shares what does not depend on the
+server (the container's site packages) with the base state dir (:func:`shared_state_dir`).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +16,19 @@ from launcher.records import ServerRecord
 from mmw.config import Config
 from mmw.engine_provenance import check_repository_plans
 from mmw.errors import ConfigError
+
+REPLICA_DIR = re.compile(r"^replica-(?P<index>[1-9][0-9]*)$")
+"""The state dir of replica i >= 1, below the base state dir."""
+
+
+def replica_state_dir(state_dir: str | Path, index: int) -> Path:
+    """Where replica ``index`` keeps its record, log and backend dir (replica 0: ``state_dir`` itself)."""
+    return Path(state_dir) if index == 0 else Path(state_dir) / f"replica-{index}"
+
+
+def shared_state_dir(state_dir: Path) -> Path:
+    """The base state dir a replica's state dir belongs to (``state_dir`` itself for replica 0)."""
+    return state_dir.parent if REPLICA_DIR.match(state_dir.name) else state_dir
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,16 @@ class ServerConfig:
     """On stop: the time Triton gets to drain in-flight requests."""
     log_verbose: Int = 0
     """Triton's --log-verbose level (0: off)."""
+    replicas: Int = 1
+    """How many tritonservers `launcher run` starts (or `--replicas N`); replica i listens on the three ports + 3*i."""
+    restrict_apis: Literal["auto", "always", "never"] = "auto"
+    """When Triton's model-repository, shared-memory, trace and logging APIs need the admin key (auto: off loopback)."""
+    admin_key_file: Text = ""
+    """A file holding the admin key (the env var MMW_TRITON_ADMIN_KEY wins); "" if none."""
 
     def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ConfigError(f"server.replicas: expected a whole number >= 1, got {self.replicas}")
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
             if not 1 <= port <= 65535:
@@ -325,6 +333,10 @@ class ClientConfig:
     """Where results folders are written."""
     retry_s: Number = 60.0
     """While the server is unreachable, retry with backoff this long (0: fail at once)."""
+    urls: tuple[Text, ...] = ()
+    """Triton endpoints (HOST:PORT of the protocol's port) to spread requests over, failing over between
+    them; a DNS name with several addresses (a headless Service) counts each; empty: server.host and its
+    port."""
 
     def __post_init__(self) -> None:
         _positive("client.fps", self.fps)
@@ -341,7 +353,7 @@ class AppConfig:
     """The Gradio app (``launcher app``): a thin client of the served ensemble."""
 
     host: Text = "127.0.0.1"
-    """Address the app binds; 0.0.0.0 exposes it to the network (no login!)."""
+    """Address the app binds; another than loopback (0.0.0.0 exposes it) needs a login (auth_env, auth_file)."""
     port: Int = 7860
     """The app's port (must differ from Triton's)."""
     max_upload_mb: Number = 500.0
@@ -350,6 +362,12 @@ class AppConfig:
     """Upper end of the sampling-rate slider (its default is client.fps)."""
     out_dir: Text = "results/app"
     """One folder per run: results.json, annotated.mp4 or PNG."""
+    auth_env: Text = "MMW_APP_AUTH"
+    """Environment variable holding the login as user:password (several: comma-separated); it wins over
+    auth_file; unset or empty: no login from it."""
+    auth_file: Text = ""
+    """A file of user:password lines for the login; "" for none. Without a login the app binds only a
+    loopback address (`launcher app --insecure` overrides)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

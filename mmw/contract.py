@@ -18,6 +18,14 @@ ENSEMBLE_NAME = "scene_understanding"
 #: The same pipeline for raw uint8 RGB frames (one frame size per request).
 RAW_ENSEMBLE_NAME = f"{ENSEMBLE_NAME}_raw"
 
+#: The HTTP header that carries the admin key of Triton's restricted APIs (model-repository, shared-memory,
+#: trace, logging); gRPC clients send it as ``GRPC_HEADER_PREFIX + RESTRICTED_HEADER``.
+RESTRICTED_HEADER = "mmw-admin-key"
+#: Triton 2.51 expects a restricted gRPC protocol's header under this prefix.
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+#: The environment variable holding the admin key (the server's and the clients').
+ADMIN_KEY_ENV = "MMW_TRITON_ADMIN_KEY"
+
 _TRITON_TYPES = {
     "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
     "float16": "TYPE_FP16", "float32": "TYPE_FP32", "bytes": "TYPE_STRING",

@@ -117,6 +117,8 @@ class OpenVinoRunner:
         self.output_names = tuple(p.get_any_name() for p in self.compiled.outputs)
         self.precision = precision
         self.description = f"openvino {precision}, {threads} thread{'s' if threads > 1 else ''}"
+        #: True when OpenVINO took the compiled model from its cache (``make engines`` compiled it already).
+        self.loaded_from_cache = bool(cache_dir) and bool(self.compiled.get_property("LOADED_FROM_CACHE"))
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         self.request.infer({name: np.ascontiguousarray(array) for name, array in feeds.items()})

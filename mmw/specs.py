@@ -177,22 +177,33 @@ class StepResources:
 def serving_plan(serving: ServingConfig, cores: int | None = None) -> dict[str, StepResources]:
     """Instances and threads per step of the CPU repository, from the core count unless config.yaml sets them.
 
-    Measured on 2 cores: the detector is ~80% of the CPU per frame, so it gets one single-threaded
-    instance per core (2 x 1 beat 1 x 2 on throughput), up to 4 instances, then more threads each;
-    the labeller half as many; the cheap numpy steps one each per 4 cores. Every python instance is
-    a process of its own (~150-350 MB), so the light steps are kept few.
+    Measured on 2 cores with onnxruntime: the detector is ~80% of the CPU per frame, so it gets one
+    single-threaded instance per core (2 x 1 beat 1 x 2 on throughput), up to 4 instances, then more
+    threads each; the labeller half as many; the cheap numpy steps one each per 4 cores. Every python
+    instance is a process of its own (~150-350 MB), so the light steps are kept few.
+
+    OpenVINO scales one inference over threads: on 2 cores (``benchmarks/plan_benchmark.py``) 1 instance x
+    2 threads served as many frames/s as 2 x 1 (16.8 and 16.9) in 440 MB less. So with OpenVINO the networks
+    get half the instances, each with the threads of the instances it replaces.
     """
     cores = max(1, cores if cores is not None else (os.cpu_count() or 1))
     detector = min(cores, 4)
+    labeller = max(1, min(cores // 2, 2))
+    if serving.cpu_runtime == "openvino":
+        detector, labeller = max(1, detector // 2), max(1, detector // 4)
+    threads = max(1, cores // detector)
     plan = {
-        "detector": StepResources(detector, max(1, cores // detector)),
-        "labeller": StepResources(max(1, min(cores // 2, 2))),
+        "detector": StepResources(detector, threads),
+        "labeller": StepResources(labeller, threads if serving.cpu_runtime == "openvino" else 1),
         "preprocess": StepResources(max(1, min(cores // 2, 4))),
         "preprocess_frames": StepResources(max(1, min(cores // 4, 2))),
         "postprocess": StepResources(max(1, min(cores // 4, 2))),
         "caption": StepResources(1, cores),  # neural captioner: one instance using every core
     }
     instances, threads = serving.instances, serving.onnx_threads
+    if instances != "auto" and threads == "auto":  # a set instance count shares the cores among the networks
+        plan = {name: StepResources(r.instances, max(1, cores // instances) if r.threads > 1 else 1)
+                for name, r in plan.items()}
     return {
         name: StepResources(r.instances if instances == "auto" else instances,
                             r.threads if threads == "auto" else threads)

@@ -139,7 +139,9 @@ class NetworkStep(BatchedStep):
         self.runner, note = open_network(f"{self.model_dir}/{self.parameters['onnx_file']}",
                                          self.parameters["runtime"], self.parameters["precision"],
                                          int(self.parameters["threads"]))
-        pb_utils.Logger.log_info(f"{self.model_name}: {self.runner.description}" + (f" ({note})" if note else ""))
+        cached = ", from OpenVINO's model cache" if getattr(self.runner, "loaded_from_cache", False) else ""
+        note = f" ({note})" if note else ""
+        pb_utils.Logger.log_info(f"{self.model_name}: {self.runner.description}{cached}{note}")
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.runner.run(self.output_names, inputs)

@@ -84,6 +84,18 @@ def engines() -> dict[str, Path]:
     return {name: ROOT / "model_repository" / name / "1" / "model.onnx" for name in ("detector", "labeller")}
 
 
+def process_group(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                    out.append(int(entry.name))
+    return out
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct loopback ports that were free a moment ago."""
     sockets = [socket.socket() for _ in range(n)]

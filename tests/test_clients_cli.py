@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import clients.cli as cli
+from clients.media.images import encode_jpeg
 from clients.media.sample_video import make_pattern_video
 from clients.results import Detection, ImageResult, ImageSetResults, SceneLabel, VideoResults
 from clients.transport import CaptionOptions
@@ -28,9 +29,11 @@ class FakeClient:
     interrupt_at_batch: ClassVar[int | None] = None
 
     def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 60.0, max_in_flight: int = 2,
-                 retry_s: float = 0.0, caption: CaptionOptions | None = None) -> None:
+                 retry_s: float = 0.0, caption: CaptionOptions | None = None, transport: str = "auto",
+                 jpeg_quality: int = 90) -> None:
         self.url, self.protocol, self.timeout_s, self.max_in_flight = url, protocol, timeout_s, max_in_flight
         self.caption = caption or CaptionOptions()
+        self.transport, self.jpeg_quality, self.transport_notes = transport, jpeg_quality, []
         self.batch_sizes: list[int] = []
         FakeClient.made.append(self)
 
@@ -53,7 +56,13 @@ class FakeClient:
     def describe(self) -> dict[str, Any]:
         return {"ensemble": "scene_understanding", "protocol": self.protocol, "url": self.url}
 
-    def infer_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
+    def frame_transport(self) -> str:
+        return "jpeg"
+
+    def frame_payload(self, rgb: np.ndarray, encoded: bytes | None = None) -> bytes:
+        return encoded if encoded is not None else encode_jpeg(rgb, self.jpeg_quality)
+
+    def infer_frames_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
         for k, batch in enumerate(batches):
             if k == self.fail_at_batch:
                 raise InferenceError("the Triton server answered an error: boom")

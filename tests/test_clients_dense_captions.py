@@ -378,7 +378,15 @@ class _CliClient:
     def describe(self) -> dict[str, Any]:
         return {"ensemble": "scene_understanding"}
 
-    def infer_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
+    transport_notes: ClassVar[list[str]] = []
+
+    def frame_transport(self) -> str:
+        return "jpeg"
+
+    def frame_payload(self, rgb: np.ndarray, encoded: bytes | None = None) -> bytes:
+        return encoded or b"jpeg"
+
+    def infer_frames_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
         for batch in batches:
             yield [_dense_result("tiny-blip") for _ in batch]
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from clients.analysis.tracking import ObjectTracker, TrackerSettings, build_tracks, iou, track_frames
+from clients.media.images import encode_jpeg
 from clients.media.mp4 import Mp4Writer
 from clients.pipeline import analyse_video
 from clients.results import Detection, FrameResult, ImageResult, SceneLabel, VideoResults
@@ -82,7 +83,10 @@ class ColourClient:
     def max_batch_size(self) -> int:
         return 8
 
-    def infer_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
+    def frame_payload(self, rgb: np.ndarray, encoded: bytes | None = None) -> bytes:
+        return encoded if encoded is not None else encode_jpeg(rgb)
+
+    def infer_frames_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
         import time
 
         for batch in batches:
@@ -221,9 +225,9 @@ def test_synthetic_video_keeps_ids_behind_the_wall(squares_run: tuple[Path, Vide
 class OneBadFrameClient(ColourClient):
     """ColourClient whose server could not analyse the third image it was sent."""
 
-    def infer_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
+    def infer_frames_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
         seen = 0
-        for results in super().infer_many(batches):
+        for results in super().infer_frames_many(batches):
             out = []
             for r in results:
                 out.append(ImageResult(error=f"IMAGE[{seen}]: image: could not be decoded") if seen == 2 else r)

@@ -329,7 +329,7 @@ def test_bad_settings(kwargs: dict[str, Any]) -> None:
 
 
 _CAPTION_PARAMS = {"caption_source": {"string_value": "tiny-blip"}, "num_beams": {"string_value": "1"},
-                   "dense_top_k": {"string_value": "3"}, "onnx_threads": {"string_value": "2"}}
+                   "dense_top_k": {"string_value": "3"}, "threads": {"string_value": "2"}}
 
 
 @pytest.mark.parametrize(

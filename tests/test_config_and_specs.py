@@ -178,13 +178,20 @@ def test_ensemble_check_catches_wiring_mistakes() -> None:
 @pytest.mark.parametrize(
     ("cores", "serving", "detector", "labeller", "preprocess", "postprocess"),
     [
+        # OpenVINO (the default runtime): half the instances, twice the threads.
         (1, {}, (1, 1), (1, 1), (1, 1), (1, 1)),
-        (2, {}, (2, 1), (1, 1), (1, 1), (1, 1)),
-        (4, {}, (4, 1), (2, 1), (2, 1), (1, 1)),
-        (8, {}, (4, 2), (2, 1), (4, 1), (2, 1)),
-        (16, {}, (4, 4), (2, 1), (4, 1), (2, 1)),
+        (2, {}, (1, 2), (1, 2), (1, 1), (1, 1)),
+        (4, {}, (2, 2), (1, 2), (2, 1), (1, 1)),
+        (8, {}, (2, 4), (1, 4), (4, 1), (2, 1)),
+        (16, {}, (2, 8), (1, 8), (4, 1), (2, 1)),
         (2, {"instances": 3}, (3, 1), (3, 1), (3, 1), (3, 1)),
-        (8, {"onnx_threads": 1}, (4, 1), (2, 1), (4, 1), (2, 1)),
+        (8, {"onnx_threads": 1}, (2, 1), (1, 1), (4, 1), (2, 1)),
+        # onnxruntime: one single-threaded detector instance per core, up to 4.
+        (1, {"cpu_runtime": "onnxruntime"}, (1, 1), (1, 1), (1, 1), (1, 1)),
+        (2, {"cpu_runtime": "onnxruntime"}, (2, 1), (1, 1), (1, 1), (1, 1)),
+        (4, {"cpu_runtime": "onnxruntime"}, (4, 1), (2, 1), (2, 1), (1, 1)),
+        (8, {"cpu_runtime": "onnxruntime"}, (4, 2), (2, 1), (4, 1), (2, 1)),
+        (16, {"cpu_runtime": "onnxruntime"}, (4, 4), (2, 1), (4, 1), (2, 1)),
     ],
 )
 def test_serving_plan_from_core_count(cores: int, serving: dict, detector: tuple, labeller: tuple,

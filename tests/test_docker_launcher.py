@@ -4,8 +4,8 @@ A session fixture starts its own ``dockerd`` (vfs storage, no bridge, no iptable
 root and unix socket under /tmp) and stops it by PID at the end. No registry is reachable, so the test image
 is imported from a busybox-static rootfs; a small ``tritonserver`` script in it stands in for Triton (it honours
 the launcher's flags, prints what it sees and serves /v2/health/ready from the mounted repository with busybox
-httpd). Containers run on the host network (ports 18200-18212). Pure unit tests cover the mounts-file parser
-and the run-spec builders.
+httpd). Containers run on the host network (ports 18200-18212, replicas 18220-18225). Pure unit tests cover the
+mounts-file parser and the run-spec builders.
 """
 
 from __future__ import annotations
@@ -656,6 +656,44 @@ def test_docker_mode_run_status_logs_stop(engine: Engine, client: docker.DockerC
     assert "SIGTERM: exiting" in capsys.readouterr().out, "the saved log outlives the container"
     assert cli.main([*base, "stop"]) == 0
     assert "no server running" in capsys.readouterr().out
+
+
+def test_docker_mode_replicas_run_status_logs_stop(engine: Engine, client: docker.DockerClient, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``--replicas 2``: containers <name> and <name>-1 on ports +0 and +3, each recorded in its own state dir."""
+    _repository(tmp_path)
+    cfg = _config_file(tmp_path, engine, 18220, _manifest(tmp_path, engine.triton_id))
+    base = ["--config", str(cfg)]
+    assert cli.main([*base, "run", "--no-write-repository", "--wait-for", "add1", "--replicas", "2",
+                     "--timeout", "30"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("replica 0: tritonserver ready in container mmw-test-18220 (")
+    assert out[1].startswith("replica 1: tritonserver ready in container mmw-test-18220-1 (")
+    assert "HTTP http://127.0.0.1:18223" in out[1]
+    assert out[2] == "2 replicas ready; gRPC endpoints (client.urls): 127.0.0.1:18221, 127.0.0.1:18224"
+    state = tmp_path / "state"
+    ids = [json.loads((d / "triton-container.json").read_text())["container_id"]
+           for d in (state, state / "replica-1")]
+    assert [client.containers.get(i).name for i in ids] == ["mmw-test-18220", "mmw-test-18220-1"]
+    assert all(client.containers.get(i).status == "running" for i in ids)
+
+    assert cli.main([*base, "status"]) == 0
+    status = capsys.readouterr().out
+    assert "replica 0: running: container mmw-test-18220 (" in status
+    assert "replica 1: running: container mmw-test-18220-1 (" in status and "HTTP http://127.0.0.1:18223" in status
+    assert cli.main([*base, "logs", "-n", "20", "--replica", "1"]) == 0
+    assert "--http-port=18223 --grpc-port=18224 --metrics-port=18225" in capsys.readouterr().out
+    assert cli.main([*base, "logs", "-n", "1"]) == 0
+    assert [line.split("]")[0] for line in capsys.readouterr().out.splitlines()] == ["[replica 0", "[replica 1"]
+
+    assert cli.main([*base, "stop"]) == 0
+    stopped = capsys.readouterr().out.splitlines()
+    assert stopped[0].startswith("replica 0: tritonserver container mmw-test-18220 (")
+    assert stopped[1].startswith("replica 1: tritonserver container mmw-test-18220-1 (")
+    assert all("stopped and removed" in line for line in stopped)
+    for container_id in ids:
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(container_id)
 
 
 def test_docker_mode_reports_why_the_server_exited_and_cleans_up(engine: Engine, client: docker.DockerClient,

@@ -12,6 +12,7 @@ import pytest
 import clients
 from launcher import cli, local_server
 from launcher.exposure import exposure_warning, is_loopback
+from launcher.server_args import ADMIN_KEY_ENV
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "localhost", "LOCALHOST", "::1", "[::1]"])
@@ -56,6 +57,7 @@ def test_run_warns_before_starting_triton(tmp_path: Path, monkeypatch: pytest.Mo
         raise _Stop
 
     monkeypatch.setattr(local_server, "start", fake_start)
+    monkeypatch.setenv(ADMIN_KEY_ENV, "k3y")  # off loopback the admin APIs are restricted and need a key
     with pytest.raises(_Stop):
         cli._cmd_run(cli.load_config(_config(tmp_path, host, "127.0.0.1")),
                      cli.build_parser().parse_args(["run", "--no-write-repository"]))
@@ -63,7 +65,30 @@ def test_run_warns_before_starting_triton(tmp_path: Path, monkeypatch: pytest.Mo
     line = "launcher: warning: Triton listens on every interface (server.host: '0.0.0.0')"
     assert (line in err) is warned
     if warned:
-        assert "no authentication" in err
+        assert "no authentication" in err and "need the admin key" in err
+
+
+def test_run_off_loopback_without_a_key_is_refused_before_anything_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def fake_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing may start without the admin key")
+
+    monkeypatch.setattr(local_server, "start", fake_start)
+    monkeypatch.delenv(ADMIN_KEY_ENV, raising=False)
+    cfg = _config(tmp_path, "0.0.0.0", "127.0.0.1")
+    assert cli.main(["--config", str(cfg), "run", "--no-write-repository"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, "one line"
+    assert err.startswith("launcher: error: server.host '0.0.0.0' is not a loopback address, so Triton's "
+                          "model-repository, shared-memory, trace and logging APIs must be restricted")
+    assert ADMIN_KEY_ENV in err and "server.admin_key_file" in err
+    # restrict_apis: never is the explicit way out: the old warning, nothing restricted.
+    cfg.write_text(cfg.read_text().replace("server:\n", "server:\n  restrict_apis: never\n", 1))
+    monkeypatch.setattr(local_server, "start", lambda *a, **k: (_ for _ in ()).throw(_Stop()))
+    with pytest.raises(_Stop):
+        cli._cmd_run(cli.load_config(cfg), cli.build_parser().parse_args(["run", "--no-write-repository"]))
+    err = capsys.readouterr().err
+    assert "and has no authentication" in err and "admin key" not in err
 
 
 @pytest.mark.parametrize(("app_host", "argv", "expected"), [

@@ -163,8 +163,8 @@ def test_neural_caption_specs_match_the_cpu_variant() -> None:
     ("cores", "serving", "detector", "labeller"),
     [
         # (instances = instance_group count = NUM_STREAMS, INFERENCE_NUM_THREADS = instances x planned threads)
-        (2, {}, (2, 2), (1, 1)),
-        (8, {}, (4, 8), (2, 2)),
+        (2, {}, (1, 2), (1, 2)),
+        (8, {}, (2, 8), (1, 4)),
         (8, {"instances": 3, "onnx_threads": 2}, (3, 6), (3, 6)),
     ],
     ids=["2 cores", "8 cores", "8 cores, 3 instances x 2 threads"],

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from clients.results import ImageResult
+from clients.results import ImageResult, VideoResults
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,16 @@ def summary_lines(summary: Summary, unit: str = "frames", max_classes: int = 8) 
 def _count(n: int, unit: str) -> str:
     """``1 frame``, ``2 frames``: ``unit`` is the plural."""
     return f"{n} {unit if n != 1 else unit.removesuffix('s')}"
+
+
+def video_lines(results: VideoResults, exports: Sequence[Path]) -> list[str]:
+    """A video run's ``summary_lines``, then its unique objects (tracks), scenes and export files."""
+    lines = summary_lines(summarize([f.image for f in results.frames]), unit="frames")
+    counts = results.object_counts
+    lines.append("unique objects (tracks): " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    n = len(results.scenes)
+    spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f} s" for s in results.scenes[:6]) + (", ..." if n > 6 else "")
+    lines.append(f"{n} scene{'s' if n != 1 else ''}" + (f": {spans}" if n else ""))
+    if exports:
+        lines.append("exports: " + ", ".join(p.name for p in exports))
+    return lines

@@ -18,6 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from clients.analysis.search import format_time
+from clients.app.auth import check_exposure, load_auth
 from clients.app.search_tab import JUMP_JS, SEARCH_COLUMNS, SearchView, range_media, search_run
 from clients.app.status import (
     START_COMMAND,
@@ -348,11 +349,16 @@ def build_app(config: Config, sample_video: str | Path | None = None) -> gr.Bloc
 
 
 def launch_app(config: Config, host: str | None = None, port: int | None = None,
-               sample_video: str | Path | None = None) -> tuple[gr.Blocks, str]:
-    """Start the app in background threads; returns (the Blocks, its URL). ``demo.close()`` stops it."""
+               sample_video: str | Path | None = None, insecure: bool = False) -> tuple[gr.Blocks, str]:
+    """Start the app in background threads; returns (the Blocks, its URL). ``demo.close()`` stops it.
+
+    With a login (``app.auth_env``/``app.auth_file``) the page asks for it; without one only a loopback
+    ``host`` is bound unless ``insecure`` (ConfigError otherwise)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     host = host or config.app.host
     port = port or config.app.port
+    auth = load_auth(config)
+    check_exposure(host, auth, insecure)
     out_root = config.path(config.app.out_dir)
     demo = build_app(config, sample_video)
     allowed = [str(out_root)] + ([str(Path(sample_video).resolve().parent)] if sample_video else [])
@@ -360,7 +366,7 @@ def launch_app(config: Config, host: str | None = None, port: int | None = None,
         _, local_url, _ = demo.queue(default_concurrency_limit=1).launch(
             server_name=host, server_port=port, prevent_thread_lock=True, share=False, quiet=True, ssr_mode=False,
             show_error=False, max_file_size=int(config.app.max_upload_mb * 1024 * 1024),
-            allowed_paths=allowed, css=_CSS, footer_links=["api", "gradio"],
+            allowed_paths=allowed, css=_CSS, footer_links=["api", "gradio"], auth=auth,
         )
     except OSError as exc:
         raise ServerError(f"the app cannot listen on {host}:{port} ({one_line(exc)}); expected a free port: stop "

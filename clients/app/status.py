@@ -47,10 +47,11 @@ class ServerReport:
 
 
 def client_url(config: Config) -> tuple[str, str]:
-    """(HOST:PORT, protocol) the app talks to, from the ``client`` and ``server`` sections."""
+    """(HOST:PORT, protocol) the app talks to, from the ``client`` and ``server`` sections: ``client.urls``
+    (comma-separated: the client spreads requests over them) when set, else server.host and the port."""
     protocol = config.client.protocol
     port = config.server.grpc_port if protocol == "grpc" else config.server.http_port
-    return f"{config.server.host}:{port}", protocol
+    return ",".join(config.client.urls) or f"{config.server.host}:{port}", protocol
 
 
 def server_report(config: Config) -> ServerReport:

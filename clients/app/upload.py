@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from mmw.errors import InputError, MMWError
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,12 @@ def analyse_upload(
         url, protocol = client_url(config)
         started = time.monotonic()
         with SceneClient(url, protocol=protocol, timeout_s=config.client.timeout_s,  # type: ignore[arg-type]
-                         max_in_flight=config.client.max_in_flight) as client:
+                         max_in_flight=config.client.max_in_flight, transport=config.client.transport,
+                         jpeg_quality=config.client.jpeg_quality) as client:
             client.check_ready()
+            client.frame_transport()  # client.transport: how frames travel (auto: shm on loopback)
+            for note in client.transport_notes:
+                log.warning("%s", note)
             batch_size = clamp_batch_size(client, config.client.batch_size)
             run: VideoRun | ImageRun
             if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -101,8 +107,7 @@ def analyse_upload(
             else:
                 kind = "video"
                 run = analyse_video(path, run_dir, client, fps=float(fps), batch_size=batch_size,
-                                    jpeg_quality=config.client.jpeg_quality, min_score=wanted_min,
-                                    progress=progress, source=name)
+                                    min_score=wanted_min, progress=progress, source=name)
     except MMWError as exc:
         raise type(exc)(str(exc).replace(str(path), name)) from None
     seconds = time.monotonic() - started

@@ -8,29 +8,11 @@ import cv2
 import numpy as np
 
 from mmw.errors import InputError
+from mmw.processing.images import check_rgb, encode_jpeg
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REENCODE_JPEG_QUALITY = 95
-
-
-def check_rgb(rgb: np.ndarray, where: str = "frame") -> np.ndarray:
-    """Return ``rgb`` if it is uint8 [H, W, 3] with H, W > 0, else raise InputError."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
-        got = f"{rgb.dtype} {list(rgb.shape)}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise InputError(f"{where}: expected an RGB uint8 array [H, W, 3] with H, W > 0, got {got}")
-    return rgb
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
-    """RGB uint8 [H, W, 3] -> JPEG bytes."""
-    if not 1 <= quality <= 100:
-        raise InputError(f"jpeg quality: expected 1..100, got {quality}")
-    bgr = cv2.cvtColor(check_rgb(rgb), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
-        raise InputError(f"frame {list(rgb.shape)}: JPEG encoding failed")
-    return buf.tobytes()
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -93,6 +93,17 @@ def _is_url(source: str) -> bool:
     return "://" in source
 
 
+def parse_ffmpeg_options(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items (``--option``) -> FFmpeg input options; InputError for an item without ``=``."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option: expected KEY=VALUE such as rtsp_transport=tcp, got {item!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def open_stream(source: str, settings: StreamSettings) -> av.container.InputContainer:
     """Open a live source with PyAV; InputError names the source and what FFmpeg said."""
     fmt = settings.input_format

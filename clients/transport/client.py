@@ -1,26 +1,43 @@
-"""``SceneClient``: send encoded images to the ``scene_understanding`` ensemble over gRPC or HTTP.
+"""``SceneClient``: send images or frames to the ensembles over gRPC or HTTP, several requests in flight.
 
-``infer`` sends one request; ``infer_many`` keeps up to ``max_in_flight`` requests in flight and
-yields their results in the order the batches came. gRPC uses the client's ``async_infer`` with
-callbacks; HTTP uses worker threads with one connection each (``clients.transport.http_workers``).
-Failures become ``InferenceError`` (``clients.transport.errors``); an unreachable or unavailable server
-is ``ServerUnavailable``, which ``infer_many`` retries with exponential backoff for up to ``retry_s``
-seconds (resending the failed batches in order), so a restarted server loses no frame. Errors the
-server answers (an unknown model, a bad input) fail at once and are never retried.
+``infer`` sends one request of encoded images; ``infer_many`` keeps up to ``max_in_flight`` requests in
+flight and yields their results in the order the batches came. ``infer_frames_many`` does the same for
+frames, which travel as the client's ``transport`` says (``client.transport`` of the config):
+
+- ``jpeg``: encoded (``jpeg_quality``) as the ``scene_understanding`` ensemble's IMAGE input;
+- ``raw``: uint8 RGB as the ``scene_understanding_raw`` ensemble's FRAME input, inside the request;
+- ``shm``: the same FRAME bytes written into a system shared-memory region registered with the server
+  (``clients.transport.shared_memory``: one region per request in flight, removed by ``close``);
+- ``auto``: shm when the server is on loopback and a region registers, jpeg otherwise (when shm was
+  tried and failed, a note says why: ``transport_notes``).
+
+The raw ensemble takes one frame size per request, so a batch of mixed sizes goes as one request per size;
+results come back in the batch's order either way. ``frame_payload`` is what a frame travels as (its JPEG
+under jpeg): the pipeline calls it in its prefetch thread so that encoding overlaps the requests.
+
+The requests go out through ``RequestSender`` (``clients.transport.sending``: gRPC ``async_infer``, or HTTP
+worker threads). Failures become ``InferenceError`` (``clients.transport.errors``); an
+unreachable or unavailable server is ``ServerUnavailable``, which the ``*_many`` calls retry with
+exponential backoff for up to ``retry_s`` seconds (resending the failed requests in order, registering
+their regions again), so a restarted server loses no frame. Errors the server answers (an unknown model, a
+bad input, a region gone or too small: ``SharedMemoryError``) fail at once and are never retried.
 
 ``CaptionOptions`` (``num_beams``, ``max_new_tokens``, ``dense_top_k``) go with every request as Triton
 request parameters and override the served captioner's defaults for that request (a template captioner
 ignores them); set them per client (``SceneClient(..., caption=...)``) or per call (``infer(..., caption=...)``).
 Health checks and the server's typed facts come from ``ServerConnection`` (``clients.transport.connection``).
+
+``url`` may name several servers: a list, a comma-separated string, or a DNS name with several addresses
+(``clients.transport.endpoints``). Requests then go to the healthy endpoint with the fewest in flight, a
+request whose server is unreachable is resent on another, and results keep their order; metadata comes
+from the first endpoint ready at start. Under shm each endpoint has its own regions (auto picks shm only
+when every endpoint is on loopback). ``requests_per_endpoint()`` and ``failovers`` say what happened.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, InvalidStateError
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal
 
 import numpy as np
@@ -28,30 +45,26 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from clients.results import ImageResult
-from clients.transport.connection import ServerConnection
-from clients.transport.decoding import parse_outputs
-from clients.transport.http_workers import HttpWorkers
-from clients.transport.options import CaptionOptions, check_caption
-from mmw.contract import CLIENT_OPTIONAL_OUTPUTS, CLIENT_REQUIRED_OUTPUTS, ENSEMBLE_NAME, IMAGE
-from mmw.errors import ConfigError, InferenceError, InputError, ServerUnavailable
+from clients.transport.frames import Payload, check_frame, image_request, split_batch, whole_batch
+from clients.transport.options import CaptionOptions, check_caption, check_transport, is_loopback
+from clients.transport.sending import GRACE_S, RequestSender
+from clients.transport.shared_memory import RegionPool, SharedMemoryError
+from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
+from mmw.errors import InferenceError
+from mmw.processing.images import encode_jpeg
 
-# Extra seconds a waiting caller allows beyond the request timeout before giving up on a future.
-_GRACE_S = 10.0
-# Backoff between retries of an unreachable server: first wait, growth factor, longest wait.
-_RETRY_FIRST_S = 0.25
-_RETRY_FACTOR = 2.0
-_RETRY_MAX_S = 4.0
+Transport = Literal["auto", "jpeg", "raw", "shm"]
 
 
-class SceneClient(ServerConnection):
-    """Client of the ``scene_understanding`` ensemble; use as a context manager or call ``close``.
+class SceneClient(RequestSender):
+    """Client of the ``scene_understanding`` ensembles; use as a context manager or call ``close``.
 
-    Not meant to be shared between threads.
+    Not meant to be shared between threads (``frame_payload`` excepted).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         protocol: Literal["grpc", "http"] = "grpc",
         model_name: str = ENSEMBLE_NAME,
         timeout_s: float = 60.0,
@@ -59,28 +72,19 @@ class SceneClient(ServerConnection):
         model_version: str = "",
         retry_s: float = 0.0,
         caption: CaptionOptions | None = None,
+        transport: Transport = "auto",
+        jpeg_quality: int = 90,
+        raw_model_name: str = RAW_ENSEMBLE_NAME,
     ) -> None:
-        if max_in_flight < 1:
-            raise ConfigError(f"max_in_flight: expected >= 1, got {max_in_flight}")
-        if not retry_s >= 0:
-            raise ConfigError(f"retry_s: expected >= 0 seconds, got {retry_s}")
         caption = check_caption(caption)
-        super().__init__(url, protocol, model_name, timeout_s, model_version)
-        self.max_in_flight = int(max_in_flight)
-        self.retry_s = float(retry_s)
+        self._resolved: str | None = None
+        self.transport = check_transport(transport)  # as asked; frame_transport() says what it became
+        super().__init__(url, protocol, model_name, timeout_s, model_version, max_in_flight, retry_s, jpeg_quality,
+                         raw_model_name)
         self.caption = caption or CaptionOptions()
-        self.retries = 0  # requests resent because the server was unreachable (for tests and benchmarks)
-        self._workers: HttpWorkers | None = None
+        self.transport_notes: list[str] = []  # one line each: an auto fallback, stale regions removed
         self._max_batch_size: int | None = None
-        self._output_names: tuple[str, ...] | None = None
-        self.latencies_s: list[float] = []  # per request, submit to response (for benchmarks)
-
-    def close(self) -> None:
-        """Stop the HTTP workers and close the connection (idempotent)."""
-        if self._workers is not None:
-            self._workers.close()
-            self._workers = None
-        super().close()
+        self._resolve_lock = threading.Lock()
 
     def __enter__(self) -> SceneClient:
         return self
@@ -91,19 +95,66 @@ class SceneClient(ServerConnection):
             self._max_batch_size = self.model_config().max_batch_size
         return self._max_batch_size
 
-    def output_names(self) -> tuple[str, ...]:
-        """The outputs to request: ``CLIENT_REQUIRED_OUTPUTS``, plus those of ``CLIENT_OPTIONAL_OUTPUTS`` the
-        ensemble has (``ERROR``, caption tokens and dense captions; older ensembles lack them).
+    # --- how frames travel -------------------------------------------------------------------------------
 
-        Read once from the ensemble's metadata; while the metadata cannot be read, none of them is asked for.
+    def frame_transport(self) -> str:
+        """``jpeg``, ``raw`` or ``shm``: ``transport`` resolved (once) against the server.
+
+        Raises InferenceError when raw or shm was asked for and the raw ensemble is not ready, and
+        SharedMemoryError when shm was asked for and a region cannot be made or registered.
         """
-        if self._output_names is None:
-            try:
-                names = set(self.model_metadata().outputs)
-            except InferenceError:
-                return CLIENT_REQUIRED_OUTPUTS
-            self._output_names = CLIENT_REQUIRED_OUTPUTS + tuple(n for n in CLIENT_OPTIONAL_OUTPUTS if n in names)
-        return self._output_names
+        with self._resolve_lock:
+            if self._resolved is None:
+                self._resolved = self._resolve()
+            return self._resolved
+
+    def _resolve(self) -> str:
+        wanted = self.transport
+        if wanted == "jpeg" or (wanted == "auto" and not all(is_loopback(u) for u in self.urls)):
+            return "jpeg"
+        if not self.model_ready(self.raw_model_name):
+            problem = f"model '{self.raw_model_name}' is not ready on {self.where}"
+            if wanted != "auto":
+                raise InferenceError(f"transport {wanted}: {problem}; is it in the model repository, and did it "
+                                     "load? (see the server log), or use transport jpeg")
+            self.transport_notes.append(f"transport auto: {problem}; frames travel as JPEG")
+            return "jpeg"
+        if wanted == "raw":
+            return "raw"
+        pool = RegionPool(self.max_in_flight, self, wait_s=self.timeout_s + GRACE_S)
+        try:
+            pool.open()
+        except InferenceError as exc:
+            pool.close()
+            if wanted == "shm":
+                raise SharedMemoryError(f"transport shm: {exc}; shared memory needs the server on this host with "
+                                        "the same /dev/shm (else use transport raw or jpeg)") from None
+            self.transport_notes.append(f"transport auto: shared memory does not work here ({exc}); frames "
+                                        "travel as JPEG")
+            return "jpeg"  # raw inside the requests measured no faster than JPEG on one host (transport_benchmark)
+        if pool.removed_stale:
+            self.transport_notes.append(f"removed {len(pool.removed_stale)} stale shared-memory region(s) of "
+                                        f"clients that ended without cleaning up: {', '.join(pool.removed_stale)}")
+        self._pool = pool
+        return "shm"
+
+    def _health_models(self) -> tuple[str, ...]:
+        """The ensemble the frames go to (the raw one under raw and shm), once the transport is settled."""
+        resolved = getattr(self, "_resolved", None)
+        return (self.model_name,) if resolved in (None, "jpeg") else (self.raw_model_name,)
+
+    def frame_payload(self, rgb: np.ndarray, encoded: bytes | None = None) -> Payload:
+        """What ``infer_frames_many`` sends for this uint8 RGB frame: under jpeg its JPEG (``encoded`` when
+        given, e.g. an image file's own bytes), else the frame. Safe to call from another thread."""
+        if self.frame_transport() == "jpeg":
+            return bytes(encoded) if encoded is not None else encode_jpeg(rgb, self.jpeg_quality)
+        return check_frame(rgb)
+
+    def describe(self, model: str | None = None) -> dict[str, Any]:
+        """``ServerConnection.describe`` of the ensemble frames go to, with the frame ``transport``."""
+        transport = self.frame_transport()
+        info = super().describe(model or (self.raw_model_name if transport != "jpeg" else self.model_name))
+        return {**info, "transport": transport}
 
     # --- inference ---------------------------------------------------------------------------------------
 
@@ -116,9 +167,11 @@ class SceneClient(ServerConnection):
 
         ``caption`` overrides the client's caption options for this request.
         """
+        if len(self.urls) > 1:  # spread and failed over like the *_many calls
+            return next(iter(self.infer_many([images], caption)))
         module = grpcclient if self.protocol == "grpc" else httpclient
         names = self.output_names()
-        inputs, outputs = _request(module, images, names)
+        inputs, outputs = image_request(module, images, names)
         kwargs: dict[str, Any] = {"model_version": self.model_version, "outputs": outputs,
                                   "parameters": self._parameters(caption)}
         if self.protocol == "grpc":
@@ -126,9 +179,14 @@ class SceneClient(ServerConnection):
         raw = self._call(lambda c: c.infer(self.model_name, inputs, **kwargs))
         return self._parse(raw, len(images), names)
 
+    def infer_frames(self, frames: Sequence[Payload], caption: CaptionOptions | None = None) -> list[ImageResult]:
+        """``infer_frames_many`` of one batch."""
+        return next(iter(self.infer_frames_many([frames], caption)))
+
     def infer_many(self, batches: Iterable[Sequence[bytes]],
                    caption: CaptionOptions | None = None) -> Iterator[list[ImageResult]]:
-        """Send each batch as one request, up to ``max_in_flight`` at a time; yield results in batch order.
+        """Send each batch of encoded images as one request, up to ``max_in_flight`` at a time; yield results in
+        batch order.
 
         ``caption`` overrides the client's caption options for these requests.
 
@@ -136,116 +194,11 @@ class SceneClient(ServerConnection):
         yielded before the error is raised again. A failed request raises InferenceError in its turn;
         one that failed because the server is unreachable is resent (see ``_wait_retrying``).
         """
-        parameters = self._parameters(caption)
-        pending: deque[tuple[Future[Any], Sequence[bytes]]] = deque()
-        source = iter(batches)
-        source_error: BaseException | None = None
-        exhausted = False
-        try:
-            while True:
-                while not exhausted and len(pending) < self.max_in_flight:
-                    try:
-                        batch = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    except Exception as exc:
-                        source_error, exhausted = exc, True
-                        break
-                    pending.append((self._submit(batch, parameters), batch))
-                if not pending:
-                    break
-                future, batch = pending.popleft()
-                raw = self._wait_retrying(future, batch, parameters)
-                yield self._parse(raw, len(batch), self.output_names())
-        finally:
-            for future, _ in pending:  # the caller stopped early or a request failed
-                future.cancel()
-        if source_error is not None:
-            raise source_error
+        return self._many(batches, self._parameters(caption), whole_batch)
 
-    def _wait_retrying(self, future: Future[Any], batch: Sequence[bytes],
-                       parameters: dict[str, int] | None = None) -> Any:
-        """The raw result of ``future``; while the server is unreachable, resend ``batch`` with backoff.
-
-        Gives up with ServerUnavailable after ``retry_s`` seconds of failures (at once when it is 0).
-        """
-        deadline: float | None = None
-        delay = _RETRY_FIRST_S
-        while True:
-            try:
-                return self._wait(future)
-            except ServerUnavailable as exc:
-                if self.retry_s <= 0:
-                    raise
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.retry_s
-                if now >= deadline:
-                    raise ServerUnavailable(f"{exc} (gave up after retrying for {self.retry_s:g} s)") from None
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * _RETRY_FACTOR, _RETRY_MAX_S)
-                self._reconnect()
-                self.retries += 1
-                future = self._submit(batch, parameters)
-
-    def _submit(self, images: Sequence[bytes], parameters: dict[str, int] | None = None) -> Future[Any]:
-        """Start one request; the future holds the raw InferResult or the exception."""
-        started = time.perf_counter()
-        client = self._live_client()
-        if self.protocol == "http":
-            inputs, outputs = _request(httpclient, images, self.output_names())
-            if self._workers is None:
-                self._workers = HttpWorkers(self.url, self.max_in_flight, self.timeout_s)
-            future = self._workers.submit(lambda c: c.infer(self.model_name, inputs, model_version=self.model_version,
-                                                            outputs=outputs, parameters=parameters))
-        else:
-            inputs, outputs = _request(grpcclient, images, self.output_names())
-            future = Future()
-
-            def done(result: Any, error: Any) -> None:
-                try:
-                    if error is not None:
-                        future.set_exception(error)
-                    else:
-                        future.set_result(result)
-                except InvalidStateError:  # cancelled: nobody waits for it any more
-                    pass
-
-            try:
-                client.async_infer(self.model_name, inputs, done, model_version=self.model_version,
-                                   outputs=outputs, client_timeout=self.timeout_s, parameters=parameters)
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-        future.add_done_callback(lambda _: self.latencies_s.append(time.perf_counter() - started))
-        return future
-
-    def _wait(self, future: Future[Any]) -> Any:
-        try:
-            return future.result(timeout=self.timeout_s + _GRACE_S)
-        except Exception as exc:
-            if isinstance(exc, FutureTimeout) and not future.done():  # our own wait ran out, not the request's
-                exc = TimeoutError()
-            raise self._translate(exc) from None
-
-    def _parse(self, raw: Any, n: int, names: Sequence[str] = CLIENT_REQUIRED_OUTPUTS) -> list[ImageResult]:
-        results = parse_outputs({name: raw.as_numpy(name) for name in names})
-        if len(results) != n:
-            raise InferenceError(f"server response: expected {n} results (one per image), got {len(results)}")
-        return results
-
-
-def _request(module: Any, images: Sequence[bytes],
-             output_names: Sequence[str] = CLIENT_REQUIRED_OUTPUTS) -> tuple[list[Any], list[Any]]:
-    """The IMAGE input ([N, 1] BYTES) and the requested outputs for one batch."""
-    if isinstance(images, (bytes, bytearray)) or len(images) == 0:
-        raise InputError(f"images: expected a non-empty list of encoded images (bytes), got {type(images).__name__}")
-    batch = np.empty((len(images), 1), dtype=object)
-    for i, data in enumerate(images):
-        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) == 0:
-            raise InputError(f"images[{i}]: expected non-empty JPEG or PNG bytes, got {type(data).__name__}")
-        batch[i, 0] = bytes(data)
-    tensor = module.InferInput(IMAGE.name, list(batch.shape), IMAGE.wire_type)
-    tensor.set_data_from_numpy(batch)
-    outputs = [module.InferRequestedOutput(name) for name in output_names]
-    return [tensor], outputs
+    def infer_frames_many(self, batches: Iterable[Sequence[Payload]],
+                          caption: CaptionOptions | None = None) -> Iterator[list[ImageResult]]:
+        """``infer_many`` for batches of frames (uint8 RGB [H, W, 3], or ``frame_payload``'s), sent as the
+        transport says (see the module doc); a batch of several frame sizes goes as one request per size."""
+        self.frame_transport()
+        return self._many(batches, self._parameters(caption), split_batch)

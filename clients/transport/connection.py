@@ -7,6 +7,7 @@ and ``captioner``; failures are ``InferenceError`` (``clients.transport.errors``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
@@ -15,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from clients.transport.errors import translate
+from clients.transport.errors import one_line, translate
 from clients.transport.info import (
     CAPTION_STEP_OUTPUT,
     CaptionerInfo,
@@ -24,20 +25,27 @@ from clients.transport.info import (
     ServerInfo,
     ready_models,
     repository_models,
+    shm_regions,
 )
 from clients.transport.options import PROTOCOLS, normalize_url
-from mmw.contract import ENSEMBLE_NAME
-from mmw.errors import ConfigError, InferenceError
+from clients.transport.shared_memory import SharedMemoryError
+from mmw.contract import ADMIN_KEY_ENV, ENSEMBLE_NAME, GRPC_HEADER_PREFIX, RESTRICTED_HEADER
+from mmw.errors import ConfigError, InferenceError, ServerUnavailable
 
 #: The longest a health or metadata call waits (gRPC), whatever the request timeout.
 CONTROL_TIMEOUT_S = 10.0
 
 
 class ServerConnection:
-    """A gRPC or HTTP connection to the Triton server at ``url`` for ``model_name``; close it when done."""
+    """A gRPC or HTTP connection to the Triton server at ``url`` for ``model_name``; close it when done.
+
+    ``admin_key`` (default: the ``MMW_TRITON_ADMIN_KEY`` environment variable) goes as the
+    ``mmw-admin-key`` header (gRPC: ``triton-grpc-protocol-mmw-admin-key``) on the calls of Triton's
+    restricted APIs: the shared-memory regions and the repository index.
+    """
 
     def __init__(self, url: str, protocol: Literal["grpc", "http"] = "grpc", model_name: str = ENSEMBLE_NAME,
-                 timeout_s: float = 60.0, model_version: str = "") -> None:
+                 timeout_s: float = 60.0, model_version: str = "", admin_key: str | None = None) -> None:
         if protocol not in PROTOCOLS:
             raise ConfigError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         if not timeout_s > 0:
@@ -47,6 +55,7 @@ class ServerConnection:
         self.model_name = model_name
         self.model_version = model_version
         self.timeout_s = float(timeout_s)
+        self.admin_key = (os.environ.get(ADMIN_KEY_ENV, "") if admin_key is None else admin_key).strip()
         self._client: Any = self._connect()
         self._old_clients: list[Any] = []  # replaced by _reconnect; closed by close()
 
@@ -104,6 +113,19 @@ class ServerConnection:
     def _json_kwargs(self) -> dict[str, Any]:
         return {"as_json": True, **self._control_kwargs()} if self.protocol == "grpc" else {}
 
+    def admin_headers(self) -> dict[str, str]:
+        """The admin key's header for a restricted API call; {} when no key is configured."""
+        if not self.admin_key:
+            return {}
+        name = GRPC_HEADER_PREFIX + RESTRICTED_HEADER if self.protocol == "grpc" else RESTRICTED_HEADER
+        return {name: self.admin_key}
+
+    def _admin_kwargs(self, json: bool = False) -> dict[str, Any]:
+        """``_control_kwargs`` (``_json_kwargs`` with ``json``) plus the admin header, when there is a key."""
+        kwargs = self._json_kwargs() if json else self._control_kwargs()
+        headers = self.admin_headers()
+        return {**kwargs, "headers": headers} if headers else kwargs
+
     def _call(self, fn: Callable[[Any], Any], model: str | None = None) -> Any:
         try:
             return fn(self._live_client())
@@ -127,7 +149,7 @@ class ServerConnection:
     def _served_now(self) -> tuple[str, ...]:
         """The models the server has ready; () when it cannot say (never translated: no loop of errors)."""
         try:
-            index = self._live_client().get_model_repository_index(**self._json_kwargs())
+            index = self._live_client().get_model_repository_index(**self._admin_kwargs(json=True))
         except Exception:
             return ()
         return ready_models(repository_models(index))
@@ -188,7 +210,7 @@ class ServerConnection:
 
     def served_models(self) -> tuple[str, ...]:
         """The names of the models the server has ready, sorted."""
-        index = self._call(lambda c: c.get_model_repository_index(**self._json_kwargs()))
+        index = self._call(lambda c: c.get_model_repository_index(**self._admin_kwargs(json=True)))
         return ready_models(repository_models(index))
 
     def captioner(self) -> CaptionerInfo | None:
@@ -206,11 +228,15 @@ class ServerConnection:
         except InferenceError:
             return CaptionerInfo(step.model, ready)
 
-    def describe(self) -> dict[str, Any]:
-        """What served a run, for ``results.json``'s ``models`` field; parts the server cannot say are left out."""
-        info: dict[str, Any] = {"ensemble": self.model_name, "protocol": self.protocol, "url": self.url}
+    def describe(self, model: str | None = None) -> dict[str, Any]:
+        """What served a run, for ``results.json``'s ``models`` field; parts the server cannot say are left out.
+
+        ``model``: the ensemble the frames went to (default: this connection's).
+        """
+        model = model or self.model_name
+        info: dict[str, Any] = {"ensemble": model, "protocol": self.protocol, "url": self.url}
         try:
-            meta = self.model_metadata()
+            meta = self.model_metadata(model)
             info["versions"] = list(meta.versions)
             info["platform"] = meta.platform
         except InferenceError:
@@ -221,7 +247,36 @@ class ServerConnection:
         except InferenceError:
             pass
         try:
-            info["steps"] = [s.model for s in self.model_config().steps]
+            info["steps"] = [s.model for s in self.model_config(model).steps]
         except InferenceError:
             pass
         return info
+
+    # --- system shared memory (clients.transport.shared_memory's RegionServer) ---------------------------
+
+    def _region_call(self, fn: Callable[[Any], Any], what: str) -> Any:
+        """``fn(client)``; an unreachable server is ServerUnavailable, any other failure SharedMemoryError."""
+        try:
+            return fn(self._live_client())
+        except Exception as exc:
+            error = translate(exc, self.where, self.model_name, self.timeout_s)
+            if isinstance(error, ServerUnavailable):
+                raise error from None
+            message = one_line(exc.message() if isinstance(exc, InferenceServerException) else str(exc))
+            raise SharedMemoryError(f"{what}: {self.where} answered: {message or type(exc).__name__}") from None
+
+    def register_region(self, name: str, key: str, byte_size: int) -> None:
+        """Register the system shared-memory region ``name`` (POSIX key ``key``, ``byte_size`` bytes)."""
+        self._region_call(lambda c: c.register_system_shared_memory(name, key, byte_size, **self._admin_kwargs()),
+                          f"registering shared-memory region {name} ({byte_size} bytes)")
+
+    def unregister_region(self, name: str) -> None:
+        """Unregister the system shared-memory region ``name`` (nothing happens when it is not registered)."""
+        self._region_call(lambda c: c.unregister_system_shared_memory(name, **self._admin_kwargs()),
+                          f"unregistering shared-memory region {name}")
+
+    def registered_regions(self) -> dict[str, str]:
+        """The server's system shared-memory regions: name -> key."""
+        status = self._region_call(lambda c: c.get_system_shared_memory_status(**self._admin_kwargs(json=True)),
+                                   "reading the shared-memory status")
+        return shm_regions(status)

@@ -22,9 +22,9 @@ class HttpWorkers:
         for t in self._threads:
             t.start()
 
-    def submit(self, job: Callable[[Any], Any]) -> Future[Any]:
-        """Run ``job(client)`` in a worker; the future holds its result or exception."""
-        future: Future[Any] = Future()
+    def submit(self, job: Callable[[Any], Any], future: Future[Any] | None = None) -> Future[Any]:
+        """Run ``job(client)`` in a worker; the future (``future``, or a new one) holds its result or exception."""
+        future = Future() if future is None else future
         self._jobs.put((future, job))
         return future
 

@@ -143,3 +143,9 @@ def repository_models(data: Any) -> tuple[tuple[str, str], ...]:
 def ready_models(models: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     """The sorted names of the models whose state is READY, from ``repository_models``."""
     return tuple(sorted({name for name, state in models if state == "READY"}))
+
+
+def shm_regions(data: Any) -> dict[str, str]:
+    """name -> key of a system shared-memory status (HTTP: a list; gRPC: ``{"regions": {name: {...}}}``)."""
+    entries = _mapping(data.get("regions")).values() if isinstance(data, Mapping) else _list(data)
+    return {str(e.get("name", "")): str(e.get("key", "")) for e in entries if isinstance(e, Mapping)}

@@ -1,7 +1,8 @@
-"""What a ``SceneClient`` is told: the server address and the per-request caption options."""
+"""What a ``SceneClient`` is told: the server address, how frames travel and the per-request caption options."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,8 @@ from mmw.contract import CAPTION_PARAMETERS
 from mmw.errors import ConfigError
 
 PROTOCOLS = ("grpc", "http")
+#: How frames travel (``client.transport``): auto picks shm for a server on loopback, else jpeg.
+TRANSPORTS = ("auto", "jpeg", "raw", "shm")
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,29 @@ def normalize_url(url: str) -> str:
     if not u or "/" in u:
         raise ConfigError(f"server url: expected HOST:PORT such as 127.0.0.1:8001, got {url!r}")
     return u
+
+
+def url_host(url: str) -> str:
+    """The host of ``HOST:PORT`` (``[::1]:8001`` -> ``::1``)."""
+    u = normalize_url(url)
+    if u.startswith("["):
+        return u[1:].split("]", 1)[0]
+    return u.rsplit(":", 1)[0] if u.count(":") == 1 else u
+
+
+def is_loopback(url: str) -> bool:
+    """Whether the server at ``url`` is on this host's loopback (localhost, 127.0.0.0/8, ::1)."""
+    host = url_host(url).lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(transport: object) -> str:
+    """``transport`` when it is one of TRANSPORTS; ConfigError otherwise."""
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    return str(transport)

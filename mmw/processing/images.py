@@ -1,4 +1,4 @@
-"""Image decoding and the two networks' inputs, computed as their source models' own preprocessing does.
+"""Image decoding and JPEG encoding, and the two networks' inputs as their source models' own preprocessing does.
 
 Both inputs are float32 pixel values (0..255, bicubic may overshoot a little), exactly what the
 original graphs compute before they scale to [-1, 1]: rounding them to uint8 moved scores by up to
@@ -21,6 +21,25 @@ from mmw.processing.resize import resize_bicubic_tf1, resize_bilinear_tf1
 MAX_IMAGE_PIXELS = 8192 * 8192
 #: EfficientNet's evaluation crop (tensorflow/tpu ``preprocessing.py``): 224 of 224 + 32 padding.
 LABELLER_CROP_PADDING = 32
+
+
+def check_rgb(rgb: np.ndarray, where: str = "frame") -> np.ndarray:
+    """Return ``rgb`` if it is uint8 [H, W, 3] with H, W > 0, else raise InputError."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+        got = f"{rgb.dtype} {list(rgb.shape)}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
+        raise InputError(f"{where}: expected an RGB uint8 array [H, W, 3] with H, W > 0, got {got}")
+    return rgb
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """RGB uint8 [H, W, 3] -> JPEG bytes (what the clients' jpeg transport sends)."""
+    if not 1 <= quality <= 100:
+        raise InputError(f"jpeg quality: expected 1..100, got {quality}")
+    bgr = cv2.cvtColor(check_rgb(rgb), cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
+        raise InputError(f"frame {list(rgb.shape)}: JPEG encoding failed")
+    return buf.tobytes()
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
