@@ -459,7 +459,8 @@ def test_container_site_is_installed_for_the_images_python() -> None:
     assert "manylinux_2_28_x86_64" in cmd and cmd[-1].endswith("docker/requirements-triton.txt")
     assert site_dir(Path("/st"), "3.10", "x86_64") == Path("/st/container-site-py3.10-x86_64")
     reqs = (ROOT / "docker" / "requirements-triton.txt").read_text()
-    for pkg in ("numpy>=1.24,<2", "opencv-python-headless>=4.8,<4.12", "pillow", "pyyaml", "onnxruntime"):
+    for pkg in ("numpy>=1.24,<2", "opencv-python-headless>=4.8,<4.12", "pillow", "pyyaml", "onnxruntime",
+                "openvino==2026.4.1"):
         assert pkg in reqs
 
 

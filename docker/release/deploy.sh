@@ -75,8 +75,10 @@ if [ $build = 1 ]; then
     cp "${wheels[0]}" "$stage/wheels/"
     cp "$DOCKER_DIR/requirements-triton.txt" "$HERE/Dockerfile" "$stage/"
     # The repository without caches or editor leftovers.
+    # (OpenVINO's IR, *.xml/*.bin, goes too; its compiled-model cache is keyed by path, so it stays behind.)
     (cd "$REPOSITORY" && find . -type f \( -name 'config.pbtxt' -o -name '*.py' -o -name '*.onnx' -o -name '*.plan' \
-        -o -name '*.txt' -o -name '*.json' \) -not -path '*/__pycache__/*' -print0 \
+        -o -name '*.xml' -o -name '*.bin' -o -name '*.txt' -o -name '*.json' \) -not -path '*/__pycache__/*' \
+        -not -path '*/openvino_cache/*' -print0 \
         | xargs -0 -I{} install -D -m 0644 {} "$stage/model_repository/{}")
     base=${BASE_IMAGE:-$(manifest pull-ref triton)}
     echo "building $image:$tag on $base (wheel $(basename "${wheels[0]}"), repository $REPOSITORY)"
