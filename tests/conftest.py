@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
 import struct
 import zlib
@@ -82,6 +84,12 @@ def engines() -> dict[str, Path]:
 
     build_engines(None, force=False)
     return {name: ROOT / "model_repository" / name / "1" / "model.onnx" for name in ("detector", "labeller")}
+
+
+#: Headless Chromium for the browser tests (Debian's package), started without its background networking.
+CHROMIUM = os.environ.get("MMW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 def process_group(pgid: int) -> list[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from mmw.config import AppConfig, Config, build, load_config
 from mmw.errors import ConfigError, InputError
-from tests.conftest import ROOT, free_ports, jpeg, photo
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_ports, jpeg, photo
 
 gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
 from clients.app import analyse_upload, launch_app, server_report, status_markdown, triton_warning  # noqa: E402
@@ -38,9 +37,6 @@ pytestmark = [  # gradio 6.31's own use of pandas 3 (not ours)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = os.environ.get("MMW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 ROWS = "#frames [role=row].virtual-row"  # gradio's Dataframe renders a virtual table of div rows
 CELLS = "#frames [role=gridcell]"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from mmw.config import AppConfig, Config, build
 from mmw.errors import ConfigError
-from tests.conftest import ROOT, free_ports
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_ports
 
 gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
 
@@ -28,9 +27,6 @@ pytestmark = [
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = os.environ.get("MMW_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 ENV = "MMW_TEST_APP_AUTH"
 
