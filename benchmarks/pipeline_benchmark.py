@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -419,23 +419,29 @@ def print_networks(rows: list[dict]) -> None:
 
 
 @contextlib.contextmanager
-def served(state: Path, scheduling: dict) -> Iterator[tuple[str, int, int]]:
-    """A tritonserver on free loopback ports with config.yaml's settings and ``scheduling`` (the serving
-    section) on top, on a copy of the repository: (gRPC url, HTTP port, server PID)."""
+def served(state: Path, scheduling: dict | None = None,
+           models: Sequence[str] = (ENSEMBLE_NAME,)) -> Iterator[tuple[str, int, int]]:
+    """A tritonserver on free loopback ports, ready once ``models`` are: (gRPC url, HTTP port, server PID).
+
+    With ``scheduling`` (config.yaml's serving section, on top of its settings) it serves a copy of the
+    repository, whose configs are rewritten for it; without, the project's repository as it is.
+    """
     import shutil
 
     from launcher.local_server import start_server, stop_server
     from mmw.config import Config, build
     from mmw.repository import write_repository
 
-    repo = state / "model_repository"
-    shutil.copytree(ROOT / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
+    server = {"state_dir": str(state / "triton")}
+    if scheduling:
+        repo = state / "model_repository"
+        shutil.copytree(ROOT / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
+        server["model_repository"] = str(repo)
     http, grpc, metrics = free_ports(3)
     config: Config = build(Config, {"server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
-                                               "state_dir": str(state / "triton"), "model_repository": str(repo)},
-                                    "serving": scheduling})
+                                               **server}, "serving": scheduling or {}})
     write_repository(config)
-    record = start_server(config, [ENSEMBLE_NAME], timeout_s=300)
+    record = start_server(config, list(models), timeout_s=300)
     try:
         yield f"127.0.0.1:{grpc}", http, record.pid
     finally:
@@ -496,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(summarise("before", "short", run_ours(short, args.fps, url, in_flight, pid, quality, "jpeg")))
         print(f"before ({in_flight} in flight, onnxruntime, jpeg): {rows[-1]['frames_per_s']:.1f} frames/s",
               flush=True)
-    with served(work / "ours", {}) as (url, http, pid):
+    with served(work / "ours") as (url, http, pid):
         run_ours(short, args.fps, url, in_flight, pid, quality)  # warm-up
         before = model_stats(http)
         # The long video runs right after the short one at the same level (the client's default), before

@@ -18,11 +18,9 @@ import shutil
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.pipeline_benchmark import ROOT, free_ports, run_ours
-from mmw.contract import ENSEMBLE_NAME
+from benchmarks.pipeline_benchmark import ROOT, run_ours, served
 
 
 def candidate_plans(cores: int) -> list[tuple[str, object, object]]:
@@ -30,28 +28,6 @@ def candidate_plans(cores: int) -> list[tuple[str, object, object]]:
     plans: list[tuple[str, object, object]] = [("auto", "auto", "auto")]
     plans += [(f"{n} x {cores // n}", n, cores // n) for n in range(1, cores + 1) if cores % n == 0]
     return plans
-
-
-@contextlib.contextmanager
-def serve_plan(runtime: str, instances: object, threads: object, work: Path) -> Iterator[tuple[str, int]]:
-    """A tritonserver serving a copy of the repository under one plan: (gRPC url, server PID)."""
-    from launcher.local_server import start_server, stop_server
-    from mmw.config import Config, build
-    from mmw.repository import write_repository
-
-    repo = work / "model_repository"
-    shutil.copytree(ROOT / "model_repository", repo, ignore=shutil.ignore_patterns("__pycache__"))
-    http, grpc, metrics = free_ports(3)
-    config: Config = build(Config, {
-        "server": {"http_port": http, "grpc_port": grpc, "metrics_port": metrics, "state_dir": str(work / "state"),
-                   "model_repository": str(repo)},
-        "serving": {"cpu_runtime": runtime, "instances": instances, "onnx_threads": threads}})
-    write_repository(config)
-    record = start_server(config, [ENSEMBLE_NAME], timeout_s=300)
-    try:
-        yield f"127.0.0.1:{grpc}", record.pid
-    finally:
-        stop_server(config)
 
 
 def measure(video: Path, fps: float, url: str, pid: int, in_flight: int, quality: int) -> dict:
@@ -87,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     plans = [(runtime, *plan) for runtime in args.runtimes.split(",") for plan in candidate_plans(cores)]
     rounds: dict[int, list[dict]] = {i: [] for i in range(len(plans))}
     with contextlib.ExitStack() as stack:  # every plan's server at once (idle ones cost memory, not CPU)
-        servers = [stack.enter_context(serve_plan(runtime, n, t, work / f"plan{i}"))
+        servers = [stack.enter_context(served(work / f"plan{i}", {"cpu_runtime": runtime, "instances": n,
+                                                                  "onnx_threads": t}))
                    for i, (runtime, _, n, t) in enumerate(plans)]
-        for url, pid in servers:
+        for url, _, pid in servers:
             run_ours(video, args.fps, url, args.in_flight, pid, quality)  # warm-up
         for _ in range(args.rounds):  # interleaved rounds: drift on a shared host hits every plan alike
-            for i, (url, pid) in enumerate(servers):
+            for i, (url, _, pid) in enumerate(servers):
                 rounds[i].append(measure(video, args.fps, url, pid, args.in_flight, quality))
     rows = []
     for i, (runtime, label, _, _) in enumerate(plans):

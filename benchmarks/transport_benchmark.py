@@ -20,6 +20,7 @@ Prints a table and the ratios against jpeg, and writes JSON. Numbers on a shared
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import itertools
 import json
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline_benchmark import batched, free_ports, model_stats, prefetched, server_cpu_and_rss
+from benchmarks.pipeline_benchmark import batched, model_stats, prefetched, served, server_cpu_and_rss
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ("jpeg", "raw", "shm")
@@ -102,32 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from clients.media.sample_video import make_sample_video
-    from mmw.config import Config, build, load_config
+    from mmw.config import load_config
 
     client_cfg = load_config().client
     batch, in_flight = args.batch or client_cfg.batch_size, args.in_flight or client_cfg.max_in_flight
     width, height = (int(v) for v in args.size.lower().split("x"))
     work = Path(tempfile.mkdtemp(prefix="mmw-transport-bench-"))
     video = make_sample_video(work / "sample.mp4", seconds=args.seconds, size=(width, height))
-    config: Config | None = None
+    server = contextlib.ExitStack()
     server_pid = None
     url, http_port = args.url, args.http_port
     if url is None:
-        from launcher.local_server import start_server
         from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
-        from mmw.repository import write_repository
 
-        http_port, grpc_port, metrics = free_ports(3)
-        config = build(Config, {"server": {"http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics,
-                                           "state_dir": str(work / "triton")}})
-        write_repository(config)
-        server_pid = start_server(config, [ENSEMBLE_NAME, RAW_ENSEMBLE_NAME], timeout_s=300).pid
-        url = f"127.0.0.1:{grpc_port}"
+        url, http_port, server_pid = server.enter_context(served(work, models=(ENSEMBLE_NAME, RAW_ENSEMBLE_NAME)))
     print(f"# {os.cpu_count()} cores; sample video {args.seconds:g} s {width}x{height} at 10 fps, sampled at "
           f"{args.fps:g} fps; batches of {batch}, {in_flight} in flight; {args.rounds} rounds; server {url}",
           flush=True)
     rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in TRANSPORTS}
-    try:
+    with server:
         for transport in TRANSPORTS:  # warm-up: arenas, regions, the raw ensemble's first batches
             run_transport(transport, video, args.fps, url, batch, in_flight, client_cfg.jpeg_quality, limit=4 * batch)
         for k in range(args.rounds):
@@ -143,11 +137,6 @@ def main(argv: list[str] | None = None) -> int:
                 rounds[transport].append(row)
                 print(f"round {k + 1} {transport}: {row['frames_per_s']:.1f} frames/s, client "
                       f"{row['client_ms_per_frame']:.2f} ms/frame", flush=True)
-    finally:
-        if config is not None:
-            from launcher.local_server import stop_server
-
-            stop_server(config)
 
     def median(transport: str, key: str) -> float:
         values = [r[key] for r in rounds[transport] if key in r]
