@@ -32,6 +32,7 @@ from mmw.network_runtimes import (
     cpu_capabilities,
     ir_path,
     open_network,
+    read_gate_record,
     resolve_precision,
 )
 from mmw.processing.images import detector_input, labeller_input
@@ -55,13 +56,6 @@ def _versions() -> dict[str, str]:
     except ImportError:
         pass
     return versions
-
-
-def _read_record(folder: Path) -> dict:
-    try:
-        return json.loads((folder / GATE_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
 
 
 def _write_record(folder: Path, record: dict) -> None:
@@ -161,7 +155,7 @@ def build_openvino(config: Config, repo: Path, force: bool = False,
         onnx = folder / "model.onnx"
         if not onnx.is_file():
             raise ExportError(f"{onnx}: not found; the ONNX export must come first")
-        record = _read_record(folder)
+        record = read_gate_record(folder)
         stamp = {"onnx_sha256": sha256_file(onnx), "max_batch_size": config.serving.max_batch_size, **_versions()}
         done = []
         if force or not _up_to_date(record, "ir", stamp, [ir_path(onnx)]):
@@ -235,7 +229,7 @@ def build_captioner_openvino(config: Config, folder: Path, force: bool,
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise ExportError(f"captioner: {missing} not found; the captioner's ONNX export must come first")
-    record = _read_record(folder)
+    record = read_gate_record(folder)
     stamp = {"onnx_sha256": "+".join(sha256_file(f) for f in files), **_versions()}
     if force or not _up_to_date(record, "ir", stamp, [ir_path(f) for f in files]):
         for f in files:

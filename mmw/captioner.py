@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmw.errors import CaptionerError
+from mmw.network_runtimes import NetworkRunner, PrecisionChoice, open_network, served_precision
 from mmw.processing.caption_decoding import SearchSettings, search
 from mmw.processing.caption_images import PixelSettings
 
@@ -101,10 +102,8 @@ class OnnxCaptioner:
     """
 
     def __init__(self, folder: str | Path, threads: int = 1, encoder_batch: int = 8, runtime: str = "onnxruntime",
-                 precision: str = "f32", choice=None) -> None:
-        """``choice`` (a :class:`~mmw.network_runtimes.PrecisionChoice`) skips the gate record: the gate itself."""
-        from mmw.network_runtimes import PrecisionChoice, served_precision
-
+                 precision: str = "f32", choice: PrecisionChoice | None = None) -> None:
+        """``choice`` skips the gate record (what the gate itself uses)."""
         self.folder = Path(folder)
         self.meta = CaptionerMeta.read(self.folder)
         self.threads, self.runtime, self.encoder_batch = threads, runtime, max(1, encoder_batch)
@@ -119,9 +118,7 @@ class OnnxCaptioner:
         self._decoder_no_cache = None
         self._tokenizer = None
 
-    def _open(self, file: str):
-        from mmw.network_runtimes import open_network
-
+    def _open(self, file: str) -> NetworkRunner:
         runner, _ = open_network(self.folder / file, self.runtime, threads=self.threads, choice=self.choice)
         return runner
 

@@ -37,6 +37,7 @@ class NetworkRunner(Protocol):
     """One network ready to run: ``run(None or output names, {input name: array})`` -> the outputs in order."""
 
     description: str  # what runs it, e.g. "openvino bf16, 1 thread"
+    loaded_from_cache: bool  # the compiled model came from OpenVINO's model cache (never for onnxruntime)
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
 
@@ -59,6 +60,7 @@ class OnnxRuntimeRunner:
 
         self.session = create_session(onnx_path, threads)
         self.description = f"onnxruntime fp32, {threads} thread{'s' if threads > 1 else ''}"
+        self.loaded_from_cache = False
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = tuple(o.name for o in self.session.get_outputs())
 
@@ -147,12 +149,17 @@ def resolve_precision(requested: str, capabilities: frozenset[str]) -> Precision
     return PrecisionChoice(requested)
 
 
-def read_gate(folder: Path) -> dict[str, dict]:
-    """The gate record of a folder's networks: precision -> {"passed": bool, "detail": str, ...} ({} if none)."""
+def read_gate_record(folder: Path) -> dict:
+    """The whole ``openvino_gate.json`` of a folder's networks, as ``make engines`` wrote it ({} if none)."""
     try:
-        return json.loads((folder / GATE_FILE).read_text(encoding="utf-8")).get("precisions", {})
+        return json.loads((folder / GATE_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return {}
+
+
+def read_gate(folder: Path) -> dict[str, dict]:
+    """The gate of a folder's networks: precision -> {"passed": bool, "detail": str, ...} ({} if none)."""
+    return read_gate_record(folder).get("precisions", {})
 
 
 def served_precision(folder: Path, requested: str, capabilities: frozenset[str] | None = None,

@@ -58,10 +58,8 @@ class Caption(BatchedStep):
 
             self.captioner = OnnxCaptioner(self.model_dir, threads=int(self.parameters["threads"]),
                                            runtime=self.parameters["runtime"], precision=self.parameters["precision"])
-            import triton_python_backend_utils as pb_utils
-
-            note = f" ({self.captioner.note})" if self.captioner.note else ""
-            pb_utils.Logger.log_info(f"{self.model_name}: {self.captioner.description}{note}")
+            self.log_runs_on(self.captioner.description, self.captioner.encoder.loaded_from_cache,
+                             self.captioner.note)
             self.defaults = step_settings(self.parameters, self.captioner.meta)
 
     def request_options(self, request: object) -> tuple:

@@ -44,6 +44,12 @@ class BatchedStep:
     def setup(self) -> None:
         """Load what the step needs (sessions, thresholds); override when needed."""
 
+    def log_runs_on(self, description: str, from_cache: bool = False, note: str = "") -> None:
+        """One line in the server log: what runs this step's networks, and why it is not what was asked for."""
+        cached = ", from OpenVINO's model cache" if from_cache else ""
+        note = f" ({note})" if note else ""
+        pb_utils.Logger.log_info(f"{self.model_name}: {description}{cached}{note}")
+
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
@@ -139,9 +145,7 @@ class NetworkStep(BatchedStep):
         self.runner, note = open_network(f"{self.model_dir}/{self.parameters['onnx_file']}",
                                          self.parameters["runtime"], self.parameters["precision"],
                                          int(self.parameters["threads"]))
-        cached = ", from OpenVINO's model cache" if getattr(self.runner, "loaded_from_cache", False) else ""
-        note = f" ({note})" if note else ""
-        pb_utils.Logger.log_info(f"{self.model_name}: {self.runner.description}{cached}{note}")
+        self.log_runs_on(self.runner.description, self.runner.loaded_from_cache, note)
 
     def compute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.runner.run(self.output_names, inputs)

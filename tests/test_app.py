@@ -21,7 +21,7 @@ import pytest
 
 from mmw.config import AppConfig, Config, build, load_config
 from mmw.errors import ConfigError, InputError
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_ports, jpeg, photo
+from tests.conftest import ROOT, free_ports, jpeg, photo
 
 gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
 from clients.app import analyse_upload, launch_app, server_report, status_markdown, triton_warning  # noqa: E402
@@ -65,19 +65,6 @@ def app_url(app_config: Config, sample: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample_video(tmp_path_factory.mktemp("sample") / "sample.mp4", seconds=4)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM}: apt-get install chromium (or set MMW_CHROMIUM)")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @dataclasses.dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from mmw.config import AppConfig, Config, build
 from mmw.errors import ConfigError
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_ports
+from tests.conftest import ROOT, free_ports
 
 gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
 
@@ -80,19 +79,6 @@ def test_launcher_app_refuses_a_public_address_without_a_login_in_one_line(
     assert cli.main(["--config", str(config), "app", "--host", "0.0.0.0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and "--insecure" in err[-1] and err[-1].startswith("launcher: error:")
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install playwright")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"headless Chromium not found at {CHROMIUM}: apt-get install chromium (or set MMW_CHROMIUM)")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _screenshot(page: Any, name: str) -> Path:
