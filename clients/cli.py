@@ -3,11 +3,14 @@
 ``video PATH``      sample frames, send them in batches, write results.json, annotated.mp4 and the exports
                     (tracks, scenes, COCO detections, SRT/WebVTT captions, tracks CSV); results.json is
                     checkpointed as it goes, and ``--resume`` continues a run that was stopped or killed
+``corpus INPUT...`` many videos (files, folders, globs, lists, URLs) on a process pool or Ray (``--ray``),
+                    one results folder each, ``corpus.json`` as the index; a rerun resumes
 ``search RESULTS``  when do objects appear (``--object dog``, ``--objects person,horse``), captions (``--caption``)
-``live URL``        analyse an RTSP/HTTP stream, a webcam or a file in real time (``--seconds N``; Ctrl-C stops)
+``live URL...``     analyse RTSP/HTTP streams, webcams or files in real time, several at once (``--streams FILE``)
 ``image PATH...``   results.json and an annotated PNG per image
 
-``video``, ``live`` and ``image`` take ``--transport`` (how frames travel: jpeg, raw, shm or auto; default
+``video`` and ``corpus`` take ``--outputs`` (which files) and ``--cue-s`` (subtitle cues).
+``video``, ``corpus``, ``live`` and ``image`` take ``--transport`` (how frames travel: jpeg, raw, shm or auto; default
 ``client.transport``), ``--num-beams``, ``--max-new-tokens`` and ``--dense-top-k`` for a neural captioner
 (sent as request parameters; default: the server's) and print which captioner wrote the captions
 (``captions: ...``, one line). SIGTERM stops them like Ctrl-C (results so far written, regions removed).
@@ -33,8 +36,10 @@ from typing import NoReturn
 from tqdm import tqdm
 
 from clients.analysis.summary import summarize, summary_lines, video_lines
+from clients.corpus.command import add_corpus_parser, run_corpus_command
 from clients.media.images import encode_jpeg, read_image
 from clients.media.video import expected_sample_count, probe
+from clients.outputs.selection import OUTPUT_NAMES, OutputSelection
 from clients.pipeline import (
     Interrupted,
     ProgressFn,
@@ -45,7 +50,7 @@ from clients.pipeline import (
     one_line,
 )
 from clients.results import VideoResults, read_results
-from clients.transport import TRANSPORTS, CaptionOptions, SceneClient, parse_endpoints
+from clients.transport import TRANSPORTS, CaptionOptions, ClientSettings, SceneClient, parse_endpoints
 from mmw.cli_args import positive_float, positive_int
 from mmw.config import Config, load_config
 from mmw.contract import CAPTION_PARAMETERS, ENSEMBLE_NAME
@@ -71,7 +76,7 @@ def _size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Scene understanding client of the Triton ensemble.")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{video,search,live,image,sample-video,perf}")
+                                metavar="{video,corpus,search,live,image,sample-video,perf}")
 
     def server_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", metavar="DIR", help="output folder (default: client.out_dir of the config)")
@@ -97,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--dense-top-k", type=int, metavar="K",
                        help="caption at most K detections per image, 0: none (0..32; default: the server's)")
 
+    def output_options(p: argparse.ArgumentParser, default: str) -> None:
+        p.add_argument("--outputs", metavar="LIST", help=f"what to write, from {','.join(OUTPUT_NAMES)} (results.json "
+                       f"always; mp4, annotated.mp4, is the costly one; default: {default})")
+        p.add_argument("--cue-s", type=positive_float, metavar="S", help="longest subtitle cue in seconds; a cue "
+                       "also starts at each caption change and scene (default: client.cue_s)")
+
     video = sub.add_parser("video", help="analyse a video: results.json, annotated.mp4, tracks, scenes, exports")
     video.add_argument("path", metavar="PATH", help="video file (MP4, MKV, MOV, AVI, WebM, ...)")
     video.add_argument("--fps", type=positive_float, help="frames sampled per second (default: client.fps)")
@@ -107,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "after every batch)")
     server_options(video)
     caption_options(video)
+    output_options(video, "all")
+
+    corpus = add_corpus_parser(sub)
+    server_options(corpus)
+    caption_options(corpus)
+    output_options(corpus, "corpus.outputs")
 
     search = sub.add_parser("search", help="find when objects appear or what captions say in a video's results.json")
     search.add_argument("results", metavar="RESULTS.json", help="results.json of `video` or `live`")
@@ -121,16 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-score", type=float, default=0.0, metavar="S", help="ignore detections below S")
     search.add_argument("--json", action="store_true", help="print the matches as JSON")
 
-    live = sub.add_parser("live", help="analyse a live stream, webcam or file in real time (Ctrl-C stops)")
-    live.add_argument("source", metavar="URL",
-                      help="rtsp://, http(s)://, udp:// stream, a webcam such as /dev/video0, or a video file")
-    live.add_argument("--seconds", type=positive_float, metavar="N", help="stop after N seconds of stream time")
-    live.add_argument("--fps", type=positive_float, help="frames analysed per second (default: client.fps)")
-    live.add_argument("--format", metavar="FMT", help="FFmpeg input format, e.g. v4l2 (webcams), mpegts")
-    live.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                      help="FFmpeg input option, e.g. rtsp_transport=udp (repeatable)")
-    live.add_argument("--max-waiting", type=positive_int, metavar="N",
-                      help="frames waiting for the server before the oldest is dropped (default: the batch size)")
+    from clients.live.command import add_live_arguments
+
+    live = sub.add_parser("live", help="analyse live streams, webcams or files in real time (Ctrl-C stops)")
+    add_live_arguments(live)
     server_options(live)
     caption_options(live)
 
@@ -172,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _sigterm_as_interrupt():
             if args.command == "video":
                 return run_video(args, cfg)
+            if args.command == "corpus":
+                return run_corpus_command(args, cfg, client_settings(args, cfg))
             if args.command == "live":
                 return run_live(args, cfg)
             return run_images(args, cfg)
@@ -191,24 +204,24 @@ def _out_dir(args: argparse.Namespace, cfg: Config) -> Path:
     return Path(args.out) if args.out else cfg.path(cfg.client.out_dir)
 
 
-def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
-    """A SceneClient from the command line, falling back to the config."""
+def client_settings(args: argparse.Namespace, cfg: Config) -> ClientSettings:
+    """How to reach the servers, from the command line, falling back to the config."""
     protocol = args.protocol or cfg.client.protocol
     port = cfg.server.grpc_port if protocol == "grpc" else cfg.server.http_port
     retry_s = cfg.client.retry_s if args.retry is None else args.retry
     if not retry_s >= 0:
         raise InputError(f"--retry: expected >= 0 seconds, got {retry_s:g}")
     urls = args.url or list(cfg.client.urls) or [f"{cfg.server.host}:{port}"]
-    return SceneClient(
-        urls[0] if len(urls) == 1 else urls,  # several: spread over them, failing over (clients.transport.endpoints)
-        protocol=protocol,
-        timeout_s=args.timeout or cfg.client.timeout_s,
-        max_in_flight=args.max_in_flight or cfg.client.max_in_flight,
-        retry_s=retry_s,
-        caption=caption_options_from(args),
-        transport=args.transport or cfg.client.transport,
-        jpeg_quality=cfg.client.jpeg_quality,
-    )
+    # several urls: spread over them, failing over (clients.transport.endpoints)
+    return ClientSettings(urls=tuple(urls), protocol=protocol, timeout_s=args.timeout or cfg.client.timeout_s,
+                          max_in_flight=args.max_in_flight or cfg.client.max_in_flight, retry_s=retry_s,
+                          caption=caption_options_from(args), transport=args.transport or cfg.client.transport,
+                          jpeg_quality=cfg.client.jpeg_quality)
+
+
+def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
+    """A SceneClient from the command line, falling back to the config."""
+    return SceneClient(**client_settings(args, cfg).client_kwargs())  # type: ignore[arg-type]
 
 
 def _ready(client: SceneClient) -> None:
@@ -256,13 +269,15 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
     resume = load_resume(out_dir, str(path), fps) if args.resume else None
     if args.checkpoint < 0:
         raise InputError(f"--checkpoint: expected >= 0 seconds, got {args.checkpoint:g}")
+    outputs = OutputSelection.parse(args.outputs) if args.outputs else None
     with make_client(args, cfg) as client:
         _ready(client)
         batch_size = _batch_size(args, cfg, client)
         total = expected_sample_count(info, fps)
         with tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
             run = analyse_video(path, out_dir, client, fps=fps, batch_size=batch_size, progress=_tqdm_progress(bar),
-                                info=info, resume=resume, checkpoint_s=args.checkpoint)
+                                info=info, resume=resume, checkpoint_s=args.checkpoint, outputs=outputs,
+                                cue_s=args.cue_s or cfg.client.cue_s)
     partial = " (partial: stopped by an error)" if run.error else ""
     print(f"results{partial}: {run.results_path}")
     if run.annotated_path is not None:
@@ -317,36 +332,11 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_live(args: argparse.Namespace, cfg: Config) -> int:
-    """Analyse a live source until --seconds, its end or Ctrl-C (results so far are written; exit 0)."""
-    from clients.live import LiveSettings, analyse_stream
-    from clients.media.stream import parse_ffmpeg_options
+    """Analyse live sources until --seconds, their ends or Ctrl-C (``clients.live.command``)."""
+    from clients.live.command import run_live_command
 
-    fps = args.fps or cfg.client.fps
-    out_dir = _out_dir(args, cfg)
-    with make_client(args, cfg) as client:
-        _ready(client)
-        batch_size = _batch_size(args, cfg, client)
-        settings = LiveSettings(fps=fps, seconds=args.seconds, batch_size=batch_size, max_waiting=args.max_waiting,
-                                input_format=args.format, options=parse_ffmpeg_options(args.option))
-        total = round(args.seconds * fps) if args.seconds else None
-        print(f"reading {args.source} at {fps:g} fps" + (f" for {args.seconds:g} s" if args.seconds else "") +
-              "; Ctrl-C stops and writes the results so far", file=sys.stderr, flush=True)
-        with tqdm(total=total, unit="frame", desc="live", disable=None, leave=False) as bar:
-            run = analyse_stream(args.source, out_dir, client, settings, progress=_tqdm_progress(bar))
-    stats = run.stats
-    partial = " (stopped by an error)" if run.error else ""
-    print(f"results{partial}: {run.results_path}")
-    if run.annotated_path is not None:
-        print(f"annotated video: {run.annotated_path} ({run.codec}, {stats.frames_analysed} frames at {fps:g} fps)")
-    print(f"{stats.frames_analysed} frames analysed of {stats.frames_sampled} sampled at {fps:g} fps "
-          f"({stats.frames_decoded} decoded, {stats.frames_dropped} dropped because the analysis was behind) "
-          f"in {stats.wall_s:.1f} s; stopped: {stats.stop_reason}")
-    for line in video_lines(run.results, run.exports):
-        print(line)
-    print(f"captions: {run.results.captions.note}")
-    if run.error:
-        raise run.error
-    return 0
+    return run_live_command(args, cfg, out_dir=_out_dir(args, cfg), make_client=make_client, ready=_ready,
+                            batch_size=_batch_size, progress=_tqdm_progress)
 
 
 def run_images(args: argparse.Namespace, cfg: Config) -> int:

@@ -12,27 +12,30 @@ While a video is analysed, ``results.json`` is checkpointed every ``checkpoint_s
 ``complete: false``), so even a killed client leaves a valid partial file. ``load_resume`` reads that
 file back and ``analyse_video(resume=...)`` continues it: the video is decoded again from the start,
 the frames already in the file are replayed from it (not sent to the server) so that tracks, scenes,
-exports and ``annotated.mp4`` are rebuilt over every frame exactly as an uninterrupted run would, and
-only the frames after them are analysed.
+exports and ``annotated.mp4`` are rebuilt over every frame exactly as an uninterrupted run would (with the
+detections ``min_score`` hid from ``results.json`` after tracking, kept in ``resume.json``), and only the
+frames after them are analysed.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from clients.analysis.hidden import Hidden, read_hidden, remove_hidden, restore_hidden, write_hidden
 from clients.analysis.scenes import SceneSettings
 from clients.analysis.tracking import TrackerSettings
 from clients.media.images import read_image, write_png
 from clients.media.prefetch import prefetched
 from clients.media.video import SampledFrame, VideoInfo, expected_sample_count, probe, sample_frames
 from clients.outputs.annotators import annotate
+from clients.outputs.selection import OutputSelection
 from clients.recorder import RESULTS_FILE, VideoRecorder
 from clients.results import FrameResult, ImageEntry, ImageResult, ImageSetResults, VideoResults, read_results
 from mmw.errors import InputError, MMWError
@@ -194,15 +197,17 @@ def _same_source(a: str, b: str) -> bool:
 
 
 def _replay(frames: Iterator[SampledFrame], done: Sequence[FrameResult], recorder: VideoRecorder,
-            min_score: float | None, progress: ProgressFn | None, total: int) -> None:
-    """Feed the frames of a resumed run that are already analysed to ``recorder`` with their stored results."""
+            hidden: Mapping[int, Hidden], progress: ProgressFn | None, total: int) -> None:
+    """Feed the frames of a resumed run that are already analysed to ``recorder`` with their stored results
+    and the detections the display filter hid from them (``resume.json``), as the tracker first saw them."""
     for k, known in enumerate(done):
         frame = next(frames, None)
         if frame is None or frame.index != known.index or abs(frame.timestamp_s - known.timestamp_s) > 2e-3:
             got = "the end of the video" if frame is None else f"frame {frame.index} at {frame.timestamp_s:.3f} s"
             raise InputError(f"--resume: results frame {k} is frame {known.index} at {known.timestamp_s:.3f} s, "
                              f"but sampling the video gave {got} (is it the same video?)")
-        recorder.add(frame.index, frame.timestamp_s, frame.rgb, filter_detections(_untracked(known.image), min_score))
+        recorder.add(frame.index, frame.timestamp_s, frame.rgb,
+                     restore_hidden(_untracked(known.image), hidden.get(known.index, ())))
         if progress is not None:
             progress(recorder.added, max(total, recorder.added))
 
@@ -222,6 +227,8 @@ def analyse_video(
     scenes: SceneSettings | None = None,
     resume: VideoResults | None = None,
     checkpoint_s: float = 2.0,
+    outputs: OutputSelection | None = None,
+    cue_s: float | None = None,
 ) -> VideoRun:
     """Analyse a video: ``out_dir/results.json``, ``out_dir/annotated.mp4`` and the exports.
 
@@ -229,10 +236,14 @@ def analyse_video(
     while the requests are in flight). ``resume`` (from ``load_resume``) continues an earlier run: its
     frames are reused, not sent again.
     ``results.json`` is rewritten (``complete: false``) at most every ``checkpoint_s`` seconds while
-    the run goes on (0: after every batch).
+    the run goes on (0: after every batch). ``outputs`` leaves some outputs out (default: all of them);
+    ``cue_s`` is the longest subtitle cue.
 
-    ``min_score`` drops detections below it on the client (the server already dropped those below
-    ``models.detector.score_threshold``); ``source`` is the name written to ``results.json``
+    Every detection the server returns (it dropped those below ``models.detector.score_threshold``) is
+    tracked; after tracking, ``results.json``, the exports and ``annotated.mp4`` keep those scoring at least
+    ``min_score`` (None: all). What that hides is checkpointed in ``resume.json`` beside the partial
+    ``results.json``, so that a resumed run tracks exactly as an uninterrupted one (a complete run removes
+    it). ``source`` is the name written to ``results.json``
     (default: ``path``). Raises InputError for an unreadable video, InferenceError when the server
     is not ready, and the run's error when not a single frame came back; an error after that is
     returned in ``VideoRun.error`` with the partial results written.
@@ -248,14 +259,15 @@ def analyse_video(
     models = _models(client, min_score)
     error: MMWError | None = None
     waiting: deque[SampledFrame] = deque()
-    recorder = VideoRecorder(out_dir, fps, (info.width, info.height), tracker=tracker, scenes=scenes)
+    recorder = VideoRecorder(out_dir, fps, (info.width, info.height), tracker=tracker, scenes=scenes,
+                             outputs=outputs, cue_s=cue_s, min_score=min_score)
     total = expected_sample_count(info, fps)
     fields: dict[str, Any] = dict(source=source or str(path), fps_sampled=fps, width=info.width,
                                   height=info.height, duration_s=info.duration_s, models=models)
     frames = sample_frames(path, fps)
     if resume is not None:
         try:
-            _replay(frames, resume.frames, recorder, min_score, progress, total)
+            _replay(frames, resume.frames, recorder, read_hidden(out_dir, fields["source"], fps), progress, total)
         except BaseException:
             recorder.finish()
             raise
@@ -267,10 +279,11 @@ def analyse_video(
             for results in client.infer_frames_many(batches(payloads, batch_size, waiting)):
                 for result in results:
                     frame = waiting.popleft()
-                    recorder.add(frame.index, frame.timestamp_s, frame.rgb, filter_detections(result, min_score))
+                    recorder.add(frame.index, frame.timestamp_s, frame.rgb, result)  # filtered after tracking
                     if progress is not None:
                         progress(recorder.added, max(total, recorder.added))
                 if len(recorder.frames) > written and time.monotonic() - written_at >= checkpoint_s:
+                    write_hidden(out_dir, fields["source"], fps, recorder.hidden)  # first: it covers the results
                     recorder.results(**fields, complete=False).write(out_dir / RESULTS_FILE)
                     written_at, written = time.monotonic(), len(recorder.frames)
         finally:
@@ -284,7 +297,11 @@ def analyse_video(
             raise KeyboardInterrupt
         raise error or InputError(f"video {path}: no frame was sampled")
     results = recorder.results(**fields, complete=error is None, error=one_line(error) if error else None)
+    if error is not None:
+        write_hidden(out_dir, fields["source"], fps, recorder.hidden)
     results_path, exports = recorder.write(results)
+    if error is None:
+        remove_hidden(out_dir)  # a complete run needs no resume.json
     return VideoRun(results, results_path, recorder.annotated_path, recorder.codec, info, error, exports)
 
 

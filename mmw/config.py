@@ -333,19 +333,47 @@ class ClientConfig:
     """Where results folders are written."""
     retry_s: Number = 60.0
     """While the server is unreachable, retry with backoff this long (0: fail at once)."""
+    reconnect_s: Number = 30.0
+    """``live``: a stream URL that drops is opened again with backoff this long, then given up (0: never)."""
     urls: tuple[Text, ...] = ()
     """Triton endpoints (HOST:PORT of the protocol's port) to spread requests over, failing over between
     them; a DNS name with several addresses (a headless Service) counts each; empty: server.host and its
     port."""
+    cue_s: Number = 4.0
+    """Subtitles (captions.srt/.vtt): a new cue at least every this many seconds within a scene, and at
+    each caption change."""
 
     def __post_init__(self) -> None:
         _positive("client.fps", self.fps)
+        _positive("client.cue_s", self.cue_s)
         if not self.retry_s >= 0:
             raise ConfigError(f"client.retry_s: expected >= 0 seconds, got {self.retry_s}")
+        if not self.reconnect_s >= 0:
+            raise ConfigError(f"client.reconnect_s: expected >= 0 seconds (0: never reconnect), got {self.reconnect_s}")
         _positive("client.batch_size", self.batch_size)
         _positive("client.max_in_flight", self.max_in_flight)
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"client.jpeg_quality: expected 1..100, got {self.jpeg_quality}")
+
+
+@section
+class CorpusConfig:
+    """``python -m clients corpus``: many videos, on a local process pool or a Ray cluster."""
+
+    workers: Int = 0
+    """Videos analysed at once (0: the CPUs of this machine, or of the Ray cluster, at most 8 locally)."""
+    ray: Text = ""
+    """Ray cluster to run on: auto (the one ``ray start`` set up here), ADDRESS (HOST:PORT or ray://HOST:PORT),
+    empty: a local process pool."""
+    outputs: Text = "results,coco,srt,vtt,csv,mp4"
+    """What each video's folder gets; results.json always (the index and resuming read it), mp4 the costly one."""
+    attempts: Int = 3
+    """Tries per video when a worker or node is lost (each resumes from the video's checkpoint)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError(f"corpus.workers: expected >= 0 (0: one per CPU), got {self.workers}")
+        _positive("corpus.attempts", self.attempts)
 
 
 @section
@@ -394,6 +422,8 @@ class Config:
     """The GPU path: TensorRT plans and the GPU repository."""
     client: ClientConfig = field(default_factory=ClientConfig)
     """Defaults of the command-line client."""
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    """Many videos at once (``python -m clients corpus``)."""
     app: AppConfig = field(default_factory=AppConfig)
     """The Gradio app."""
 

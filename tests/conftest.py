@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: What a test needs decides its marker (pyproject.toml lists them): a fixture or file that starts a real
 #: server, Docker or a browser, or does slower real work (the networks, a wheel, ffmpeg). The rest is ``unit``.
-_SERVING_FIXTURES = {"triton", "neural_triton", "captioning_server", "merging_server"}
+_SERVING_FIXTURES = {"triton", "neural_triton", "captioning_server", "merging_server", "ray_fleet"}
 _INTEGRATION_FIXTURES = {"engines", "tiny_captioners", "exported_captioners", "installed", "serve"}
 _MARKED_FILES = {"test_docker_launcher.py": "docker"}
 _KINDS = ("gpu", "docker", "browser", "serving", "integration")
@@ -206,3 +206,97 @@ def neural_triton(engines: dict[str, Path], tiny_captioners: dict[str, Path],
     """A tritonserver whose ensemble captions with the tiny BLIP checkpoint (dense captions on)."""
     with neural_serving(tmp_path_factory.mktemp("neural"), tiny_captioners["blip"]) as config:
         yield config
+
+
+# --- live stream sources: ffmpeg serving MPEG-TS over HTTP on 127.0.0.1 (tests/test_clients_live*.py) --------------
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def listening(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:port (read from /proc: connecting would use up the one client)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+class StreamServers:
+    """``serve(video)`` -> an http:// URL streaming ``video`` in a loop at real time (one client per server).
+
+    ``serve(video, port)`` serves on that port (a restart); ``kill(url)`` kills that server by its PID, and
+    ``close`` stops every server still running, by PID.
+    """
+
+    def __init__(self, logs: Path) -> None:
+        self.procs: dict[str, Any] = {}
+        self.logs = logs
+
+    def __call__(self, video: Path, port: int | None = None) -> str:
+        import subprocess
+        import time
+
+        assert FFMPEG is not None
+        port = port or free_ports(1)[0]
+        url = f"http://127.0.0.1:{port}"
+        log = self.logs / f"ffmpeg-{port}-{len(self.procs)}.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop",
+                                     "-1", "-i", str(video), "-c", "copy", "-f", "mpegts", "-listen", "1", url],
+                                    stdout=subprocess.DEVNULL, stderr=err)
+        self.procs[f"{url}#{proc.pid}"] = proc
+        deadline = time.monotonic() + 10
+        while not listening(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                said = log.read_text(errors="replace").strip()[-500:]
+                pytest.fail(f"ffmpeg did not start serving {url} (exit status {proc.poll()}): {said}")
+            time.sleep(0.05)
+        return url
+
+    def kill(self, url: str) -> None:
+        """Kill (SIGKILL) the running server of ``url`` by its PID and reap it."""
+        import signal
+
+        for key, proc in self.procs.items():
+            if key.startswith(f"{url}#") and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def close(self) -> None:
+        import signal
+        import subprocess
+
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def first_line(stream: Any, skip: str = "clients: note: ", most: int = 20) -> str:
+    """The first line of a client's stderr that is not a note (stale shared-memory regions of other clients...)."""
+    line = ""
+    for _ in range(most):
+        line = stream.readline()
+        if not line.startswith(skip):
+            break
+    return line
+
+
+@pytest.fixture
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamServers]:
+    """ffmpeg stream servers on 127.0.0.1 (:class:`StreamServers`), every one stopped by PID at the end."""
+    servers = StreamServers(tmp_path_factory.mktemp("ffmpeg-logs"))
+    try:
+        yield servers
+    finally:
+        servers.close()

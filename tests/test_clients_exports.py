@@ -1,7 +1,8 @@
 """clients.outputs.exports: every export of a video run parsed back with a standard reader.
 
 results.json (schema 1.1, and 1.0 files still read), COCO (pycocotools), SRT (pysrt), WebVTT
-(webvtt-py), tracks CSV (csv and pandas) and the annotated MP4 with track ids (PyAV).
+(webvtt-py), tracks CSV (csv and pandas) and the annotated MP4 with track ids (PyAV). The cue builder's
+own table tests are in ``tests/test_clients_subtitles.py``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from clients.outputs.exports import (
     TRACKS_COLUMNS,
     TRACKS_FILE,
     VTT_FILE,
+    ExportSettings,
     format_timestamp,
     srt_text,
+    write_exports,
 )
+from clients.outputs.subtitles import subtitle_cues
 from clients.pipeline import VideoRun, analyse_video
 from clients.results import SCHEMA_VERSION, Scene, VideoResults, read_results
 from tests.test_clients_scenes import shots_video
@@ -101,10 +105,23 @@ def test_vtt_export_reads_with_webvtt(run: VideoRun) -> None:
     webvtt = pytest.importorskip("webvtt", reason="pip install webvtt-py")
     captions = webvtt.read(str(run.results_path.parent / VTT_FILE))
     assert [(c.identifier, c.start, c.end, c.text) for c in captions] == [
-        ("scene-0", "00:00:00.000", "00:00:02.000", "a dog and a person"),
-        ("scene-1", "00:00:02.000", "00:00:04.000", "a dog"),
-        ("scene-2", "00:00:04.000", "00:00:06.000", "a person"),
+        ("scene-0-1", "00:00:00.000", "00:00:02.000", "a dog and a person"),
+        ("scene-1-1", "00:00:02.000", "00:00:04.000", "a dog"),
+        ("scene-2-1", "00:00:04.000", "00:00:06.000", "a person"),
     ]
+
+
+def test_shorter_cues_split_the_scenes_at_sampled_frames(run: VideoRun, tmp_path: Path) -> None:
+    pysrt = pytest.importorskip("pysrt", reason="pip install pysrt")
+    webvtt = pytest.importorskip("webvtt", reason="pip install webvtt-py")
+    paths = write_exports(run.results, tmp_path, ExportSettings(files=frozenset({SRT_FILE, VTT_FILE}), cue_s=1.0))
+    assert [p.name for p in paths] == [SRT_FILE, VTT_FILE]
+    subs = pysrt.open(str(tmp_path / SRT_FILE), encoding="utf-8")
+    assert [(s.start.ordinal, s.end.ordinal, s.text) for s in subs] == [
+        (0, 1000, "a dog and a person"), (1000, 2000, "a dog and a person"), (2000, 3000, "a dog"),
+        (3000, 4000, "a dog"), (4000, 5000, "a person"), (5000, 6000, "a person")]
+    assert [c.identifier for c in webvtt.read(str(tmp_path / VTT_FILE))] == [
+        "scene-0-1", "scene-0-2", "scene-1-1", "scene-1-2", "scene-2-1", "scene-2-2"]
 
 
 def test_tracks_csv_reads_with_csv_and_pandas(run: VideoRun) -> None:
@@ -134,4 +151,5 @@ def test_annotated_video_has_the_tracked_boxes(run: VideoRun) -> None:
 def test_subtitle_helpers() -> None:
     assert format_timestamp(3723.4567) == "01:02:03,457" and format_timestamp(0.5, ".") == "00:00:00.500"
     scenes = [Scene(0, 0.0, 1.0, 0, 2, "  two\nlines "), Scene(1, 1.0, 2.0, 2, 2, ""), Scene(2, 2.0, 2.0, 4, 1, "x")]
-    assert srt_text(scenes) == "1\n00:00:00,000 --> 00:00:01,000\ntwo lines\n"  # empty or zero-length: no cue
+    cues = subtitle_cues([], scenes)  # no frames: the scene's caption; empty or zero-length: no cue
+    assert srt_text(cues) == "1\n00:00:00,000 --> 00:00:01,000\ntwo lines\n"

@@ -2,7 +2,7 @@
 
 ``results`` (the records every room passes around) imports no other room; media and transport never import
 the analysis or the outputs; the analysis never imports the outputs; only the entry points (``cli``, ``app``,
-``pipeline``, ``recorder``, ``live``) import everything. Only ``clients/transport`` talks to Triton (imports
+``pipeline``, ``recorder``, ``live``, ``corpus``) import everything. Only ``clients/transport`` talks to Triton (imports
 ``tritonclient``), and the app reads no protocol's spelling.
 """
 
@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import ROOT
 
 CLIENTS = ROOT / "clients"
-ENTRY_POINTS = ("clients.cli", "clients.app", "clients.pipeline", "clients.recorder", "clients.live")
+ENTRY_POINTS = ("clients.cli", "clients.app", "clients.pipeline", "clients.recorder", "clients.live",
+                "clients.corpus")
 #: room -> the rooms it must not import.
 FORBIDDEN = {
     "results": ("clients.media", "clients.transport", "clients.analysis", "clients.outputs", *ENTRY_POINTS),

@@ -7,76 +7,25 @@ per server), stops it by PID, and ends by itself (``seconds``, or a SIGINT it se
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from clients.live import LiveSettings, analyse_stream
 from clients.media.sample_video import make_sample_video
-from clients.media.stream import FrameQueue
+from clients.media.stream import FrameQueue, StreamSettings
 from clients.media.video import SampledFrame
 from clients.results import VideoResults
 from mmw.config import Config
 from mmw.errors import InputError
-from tests.conftest import ROOT, free_ports
+from tests.conftest import FFMPEG, ROOT, StreamServers, first_line, free_ports
 from tests.test_clients_tracking import ColourClient, moving_squares_video
 
-FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="the stream source needs ffmpeg: apt-get install ffmpeg")
-
-
-def _listening(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:port (read from /proc: connecting would use up the one client)."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local, state = line.split()[1], line.split()[3]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
-    """``serve(video)`` -> an http:// URL streaming it in a loop at real time; every server is stopped by PID."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(video: Path) -> str:
-        assert FFMPEG is not None
-        port = free_ports(1)[0]
-        url = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen([FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1",
-                                 "-i", str(video), "-c", "copy", "-f", "mpegts", "-listen", "1", url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        deadline = time.monotonic() + 10
-        while not _listening(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ffmpeg did not start serving {url} (exit status {proc.poll()})")
-            time.sleep(0.05)
-        return url
-
-    try:
-        yield start
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +34,9 @@ def squares(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @needs_ffmpeg
-def test_live_stream_ends_by_itself(serve: Callable[[Path], str], squares: Path, tmp_path: Path) -> None:
+def test_live_stream_ends_by_itself(serve: StreamServers, squares: Path, tmp_path: Path) -> None:
     url = serve(squares)
-    run = analyse_stream(url, tmp_path / "out", ColourClient(), LiveSettings(fps=2.0, seconds=3.0))
+    run = analyse_stream(url, tmp_path / "out", ColourClient(), LiveSettings(StreamSettings(fps=2.0, seconds=3.0)))
     stats = run.stats
     assert (stats.stop_reason, stats.frames_sampled, stats.frames_dropped, stats.frames_analysed) == (
         "seconds", 6, 0, 6)
@@ -103,11 +52,11 @@ def test_live_stream_ends_by_itself(serve: Callable[[Path], str], squares: Path,
 
 @needs_ffmpeg
 def test_frames_are_dropped_and_counted_when_the_analysis_is_behind(
-    serve: Callable[[Path], str], squares: Path, tmp_path: Path
+    serve: StreamServers, squares: Path, tmp_path: Path
 ) -> None:
     url = serve(squares)
     slow = ColourClient(delay_s=0.5)  # 2 frames per second at most, asked for 5
-    settings = LiveSettings(fps=5.0, seconds=2.0, batch_size=1, max_waiting=1)
+    settings = LiveSettings(StreamSettings(fps=5.0, seconds=2.0), batch_size=1, max_waiting=1)
     stats = analyse_stream(url, tmp_path / "out", slow, settings).stats
     assert stats.frames_sampled == 10 and stats.stop_reason == "seconds"
     assert stats.frames_dropped >= 4 and stats.frames_analysed + stats.frames_dropped == stats.frames_sampled
@@ -116,11 +65,15 @@ def test_frames_are_dropped_and_counted_when_the_analysis_is_behind(
 def test_unreachable_stream_says_so(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_ports(1)[0]}/live.ts"
     with pytest.raises(InputError, match=r"live source http://127\.0\.0\.1:\d+/live\.ts: cannot open it"):
-        analyse_stream(url, tmp_path, ColourClient(), LiveSettings(open_timeout_s=3))
+        analyse_stream(url, tmp_path, ColourClient(), LiveSettings(StreamSettings(open_timeout_s=3)))
     with pytest.raises(InputError, match=r"not found \(expected a stream URL"):
         analyse_stream(str(tmp_path / "nothing.mp4"), tmp_path, ColourClient(), LiveSettings())
     with pytest.raises(InputError, match=r"expected fps > 0, got 0"):
-        LiveSettings(fps=0)
+        StreamSettings(fps=0)
+    with pytest.raises(InputError, match=r"expected reconnect_s >= 0 seconds \(0: never reconnect\), got -1"):
+        StreamSettings(reconnect_s=-1)
+    with pytest.raises(InputError, match=r"expected batch_size >= 1, got 0"):
+        LiveSettings(batch_size=0)
 
 
 def test_frame_queue_drops_the_oldest() -> None:
@@ -136,7 +89,7 @@ def test_frame_queue_drops_the_oldest() -> None:
 @needs_ffmpeg
 @pytest.mark.serving
 def test_cli_live_on_triton_stops_cleanly_on_ctrl_c(
-    triton: Config, serve: Callable[[Path], str], tmp_path: Path
+    triton: Config, serve: StreamServers, tmp_path: Path
 ) -> None:
     url = serve(make_sample_video(tmp_path / "sample.mp4", seconds=4, size=(320, 240)))
     out = tmp_path / "out"
@@ -145,7 +98,7 @@ def test_cli_live_on_triton_stops_cleanly_on_ctrl_c(
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline()
+        line = first_line(proc.stderr)
         assert line.startswith(f"reading {url} at 2 fps"), line
         time.sleep(3.0)
         proc.send_signal(signal.SIGINT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,20 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.analysis.tracking import ObjectTracker, TrackerSettings, build_tracks, iou, track_frames
+from clients.analysis.hidden import RESUME_FILE, read_hidden, restore_hidden, split_shown
+from clients.analysis.tracking import (
+    ObjectTracker,
+    TrackerSettings,
+    box_scale_for,
+    build_tracks,
+    iou,
+    track_frames,
+)
 from clients.media.images import encode_jpeg
 from clients.media.mp4 import Mp4Writer
-from clients.pipeline import analyse_video
-from clients.results import Detection, FrameResult, ImageResult, SceneLabel, VideoResults
-from mmw.errors import InputError
+from clients.pipeline import analyse_video, load_resume
+from clients.results import DenseCaption, Detection, FrameResult, ImageResult, SceneLabel, VideoResults
+from mmw.errors import InferenceError, InputError
 
 SIZE = (320, 240)
 SQUARE = 40
@@ -148,13 +157,82 @@ def test_an_occlusion_longer_than_lost_track_s_starts_a_new_track() -> None:
     assert len({d.track_id for f in long for d in f.image.detections}) == 1
 
 
-def test_buffered_iou_keeps_a_fast_object() -> None:
-    # 40 px boxes moving 20 px per sample, hidden for 2.5 s: plain IoU (box_scale 1) loses it, the default keeps it
+def test_a_fast_object_keeps_its_id_through_an_occlusion() -> None:
+    # 40 px boxes moving 20 px per sample, hidden for 2.5 s: the motion model carries the box along
     frames = _frames([[(_walker(k, x0=10, w=40, h=40), 1, "person")] if not 5 <= k <= 9 else [] for k in range(14)])
-    buffered = track_frames(frames, fps=2.0, settings=TrackerSettings(lost_track_s=3.0))
+    tracked = track_frames(frames, fps=2.0, settings=TrackerSettings(lost_track_s=3.0))
+    assert len({d.track_id for f in tracked for d in f.image.detections}) == 1
+
+
+def test_buffered_iou_keeps_an_object_that_starts_moving() -> None:
+    # 40 px boxes, still for 4 samples, then 30 px per sample: plain IoU (box_scale 1) loses it, buffered keeps it
+    frames = _frames([[(_walker(max(0, k - 3), x0=10, step=30, w=40, h=40), 1, "person")] for k in range(10)])
+    buffered = track_frames(frames, fps=2.0)
     assert len({d.track_id for f in buffered for d in f.image.detections}) == 1
-    plain = track_frames(frames, fps=2.0, settings=TrackerSettings(lost_track_s=3.0, box_scale=1.0))
+    plain = track_frames(frames, fps=2.0, settings=TrackerSettings(box_scale=1.0))
     assert len({d.track_id for f in plain for d in f.image.detections}) > 1
+
+
+def test_settings_follow_the_sampling_rate() -> None:
+    assert [round(box_scale_for(fps), 3) for fps in (0.5, 1, 2, 5, 10, 30)] == [2.0, 2.0, 1.6, 1.24, 1.12, 1.04]
+    assert [(t.box_scale, t.lost_frames) for t in (ObjectTracker(2.0), ObjectTracker(10.0))] == [(1.6, 4), (1.12, 20)]
+    assert ObjectTracker(5.0, TrackerSettings(box_scale=1.3, lost_track_s=1.0)).box_scale == 1.3
+
+
+def test_low_score_detections_keep_a_track_alive() -> None:
+    # the person scores 0.2 for 2.5 s in the middle (half hidden, say): ByteTrack's second stage keeps its track
+    def frames(low: float) -> list[FrameResult]:
+        return [FrameResult(k, k / 2, ImageResult([Detection(_walker(k), low if 4 <= k <= 8 else 0.9, 1, "person")]))
+                for k in range(12)]
+
+    settings = TrackerSettings(lost_track_s=1.0)
+    kept = track_frames(frames(0.2), fps=2.0, settings=settings)
+    assert {d.track_id for f in kept for d in f.image.detections} == {1}
+    ignored = track_frames(frames(0.05), fps=2.0, settings=settings)  # below low_score: as if not detected
+    ids = [d.track_id for f in ignored for d in f.image.detections]
+    assert ids[:4] == [1] * 4 and set(ids[4:9]) == {None} and set(ids[9:]) == {2}
+
+
+def test_a_part_of_a_tracked_object_starts_no_track() -> None:
+    # the detector also boxes the walker's left half (split by a post, say): no second track, no id for the part
+    def detections(k: int) -> list[Detection]:
+        x = _walker(k)[0]
+        return [Detection(_walker(k), 0.9, 1, "person"), Detection((x, 100, x + 28, 220), 0.6, 1, "person")]
+
+    frames = [FrameResult(k * 5, k / 2, ImageResult(detections(k))) for k in range(6)]
+    tracked = track_frames(frames, fps=2.0)
+    assert [[d.track_id for d in f.image.detections] for f in tracked] == [[1, None]] * 6
+
+
+def _people_frames(hidden: range, rgb: bool) -> tuple[list[FrameResult], list[np.ndarray] | None]:
+    """An orange and a grey person side by side; the orange one is hidden at samples ``hidden`` and comes
+    back 120 px further on (it walked on behind something)."""
+    frames, images = [], []
+    for k in range(16):
+        img = np.full((240, 480, 3), (40, 90, 40), np.uint8)
+        dets = []
+        grey = (300, 60, 360, 180)
+        img[60:180, 300:360] = (128, 128, 128)
+        dets.append(Detection(grey, 0.9, 1, "person"))
+        if k not in hidden:
+            x = 20 + (120 if k > hidden[-1] else 0) + 2 * k
+            img[60:180, x : x + 60] = (230, 120, 30)
+            dets.append(Detection((x, 60, x + 60, 180), 0.9, 1, "person"))
+        frames.append(FrameResult(k, k / 2, ImageResult(dets)))
+        images.append(img)
+    return frames, images if rgb else None
+
+
+def test_colours_relink_a_track_after_a_long_occlusion() -> None:
+    # hidden 3 s (longer than lost_track_s) and reappearing where its boxes no longer overlap: colour re-links it
+    frames, images = _people_frames(range(4, 10), rgb=True)
+    tracked = track_frames(frames, fps=2.0, images=images)
+    orange = {d.track_id for f in tracked for d in f.image.detections if d.box[0] < 300}
+    grey = {d.track_id for f in tracked for d in f.image.detections if d.box[0] == 300}
+    assert len(orange) == 1 and len(grey) == 1 and orange != grey
+    frames, _ = _people_frames(range(4, 10), rgb=False)  # without the frames: a new track
+    tracked = track_frames(frames, fps=2.0)
+    assert len({d.track_id for f in tracked for d in f.image.detections if d.box[0] < 300}) == 2
 
 
 def test_tracks_never_change_class() -> None:
@@ -244,3 +322,78 @@ def test_a_frame_the_server_could_not_analyse_is_recorded_and_the_run_goes_on(tm
     assert bad.error == "IMAGE[2]: image: could not be decoded" and bad.detections == ()
     assert all(not f.image.error and f.image.detections for i, f in enumerate(run.results.frames) if i != 2)
     assert VideoResults.read(tmp_path / "out" / "results.json").frames[2].image.error == bad.error
+
+
+# --- low-score detections: tracked, not shown, kept for an exact resume ----------------------------------------
+
+
+class LowScoreClient(ColourClient):
+    """ColourClient whose red square scores 0.2 in two samples of every four (half hidden, say), with a 0.15
+    dog beside it then; after ``fail_after`` images, the server goes away."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.fail_after = fail_after
+        self.images = 0
+
+    def infer_frames_many(self, batches: Iterable[list[bytes]]) -> Iterator[list[ImageResult]]:
+        for results in super().infer_frames_many(batches):
+            out = []
+            for r in results:
+                if self.fail_after is not None and self.images >= self.fail_after:
+                    raise InferenceError("server went away (a test)")
+                dets = list(r.detections)
+                red = next((d for d in dets if d.class_name == "person"), None)
+                if red is not None and int(red.box[0]) // 20 % 4 >= 2:  # the square is at 10 + 20 k px at sample k
+                    dets = [replace(d, score=0.2) if d is red else d for d in dets]
+                    dets.append(Detection((5.0, 200.0, 25.0, 230.0), 0.15, 18, "dog"))
+                dets.sort(key=lambda d: -d.score)  # as the server orders them
+                out.append(replace(r, detections=tuple(dets)))
+                self.images += 1
+            yield out
+
+
+def _comparable(results: VideoResults) -> dict[str, Any]:
+    d = results.to_dict()
+    return {k: d[k] for k in ("frames", "tracks", "scenes", "object_counts", "complete", "error")}
+
+
+def test_low_scores_are_tracked_but_not_shown_and_a_resume_tracks_the_same(tmp_path: Path) -> None:
+    video = moving_squares_video(tmp_path / "squares.mp4", seconds=6.0, occluder=False)
+    # tracks end after one sample unseen: without its low-score detections the red square's track would break
+    settings = TrackerSettings(lost_track_s=0.5, relink_s=0.5)
+    full = analyse_video(video, tmp_path / "full", LowScoreClient(), fps=2.0, batch_size=2, tracker=settings,
+                         min_score=0.3)
+    assert full.error is None and not (tmp_path / "full" / RESUME_FILE).exists()  # a complete run needs none
+    shown = [d for f in full.results.frames for d in f.image.detections]
+    assert shown and min(d.score for d in shown) >= 0.3  # min_score, applied after tracking
+    red = [d.track_id for f in full.results.frames for d in f.image.detections if d.class_name == "person"]
+    assert len(red) == 6 and len(set(red)) == 1 and red[0] is not None  # one track through its weak samples
+    everything = analyse_video(video, tmp_path / "all", LowScoreClient(), fps=2.0, batch_size=2, tracker=settings)
+    assert min(d.score for f in everything.results.frames for d in f.image.detections) == pytest.approx(0.15)
+
+    out = tmp_path / "resumed"
+    partial = analyse_video(video, out, LowScoreClient(fail_after=8), fps=2.0, batch_size=2, tracker=settings,
+                            min_score=0.3)
+    assert isinstance(partial.error, InferenceError) and len(partial.results.frames) == 8
+    hidden = read_hidden(out, str(video), 2.0)
+    assert sorted(hidden) == [f.index for k, f in enumerate(partial.results.frames) if k % 4 >= 2]
+    assert all(d.score < 0.3 for dets in hidden.values() for _, d in dets)
+    resumed = analyse_video(video, out, LowScoreClient(), fps=2.0, batch_size=2, tracker=settings,
+                            min_score=0.3, resume=load_resume(out, str(video), 2.0))
+    assert resumed.error is None and _comparable(resumed.results) == _comparable(full.results)
+    assert not (out / RESUME_FILE).exists()
+
+
+def test_hidden_detections_go_back_in_place() -> None:
+    dets = (Detection((0, 0, 9, 9), 0.9, 1, "person"), Detection((1, 1, 9, 9), 0.2, 1, "person"),
+            Detection((2, 2, 9, 9), 0.5, 18, "dog"), Detection((3, 3, 9, 9), 0.1, 18, "dog"))
+    full = ImageResult(dets, dense_captions=(DenseCaption(box_index=2, caption="a brown dog", class_name="dog",
+                                                          score=0.5, box=(2, 2, 9, 9)),))
+    shown, hidden = split_shown(full, 0.3)
+    assert [d.score for d in shown.detections] == [0.9, 0.5] and shown.dense_captions[0].box_index == 1
+    assert [k for k, _ in hidden] == [1, 3]
+    assert restore_hidden(shown, hidden) == full
+    assert split_shown(full, None) == (full, ())
+    with pytest.raises(InputError, match=r"expected hidden detection positions in 0\.\.3"):
+        restore_hidden(shown, ((1, dets[1]), (7, dets[3])))

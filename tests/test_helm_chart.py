@@ -639,3 +639,47 @@ def _status_or_none(url: str) -> int | None:
         return _status(url)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
+
+
+# --- the corpus on KubeRay, next to the chart -------------------------------------------------------------------------
+
+RAYJOB = ROOT / "deploy" / "kuberay" / "corpus-rayjob.yaml"
+
+
+@needs_helm
+def test_the_kuberay_corpus_job_reaches_the_chart_s_headless_service_through_its_network_policy() -> None:
+    import shlex
+
+    import kubernetes_validate
+
+    from clients.cli import build_parser
+
+    job = yaml.safe_load(RAYJOB.read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    # as the docs install it: release mmw-triton in namespace mmw
+    proc = _helm("template", "mmw-triton", str(CHART), "--namespace", job["metadata"]["namespace"])
+    assert proc.returncode == 0, proc.stderr
+    objects = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    headless = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"].endswith("-headless"))
+    grpc = next(p["port"] for p in headless["spec"]["ports"] if p["name"] == "grpc")
+
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[:4] == ["python", "-m", "clients", "corpus"]
+    args = build_parser().parse_args(argv[3:])  # the entrypoint is a valid corpus command line
+    assert args.ray == "auto" and (args.protocol or "grpc") == "grpc"
+    assert args.url == [f"{headless['metadata']['name']}.{job['metadata']['namespace']}.svc.cluster.local:{grpc}"]
+
+    policy = one(objects, "NetworkPolicy")["spec"]
+    wanted = policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    cluster = job["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:
+        template = group["template"]
+        assert wanted.items() <= template["metadata"]["labels"].items()  # the policy lets the workers in
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "check", **template["metadata"]},
+               "spec": template["spec"]}
+        assert kubernetes_validate.validate(pod, K8S_VERSION, strict=True) == K8S_VERSION
+        mounts = {m["mountPath"]: m["name"] for c in template["spec"]["containers"] for m in c["volumeMounts"]}
+        claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in template["spec"]["volumes"]}
+        assert claims[mounts["/data"]] == "mmw-corpus-data"  # every node sees the videos and the results
+    assert args.out.startswith("/data/") and all(i.startswith("/data/") for i in args.inputs)

@@ -1,75 +1,91 @@
-"""Multi-object tracking across sampled frames with ``supervision``'s ByteTrack.
+"""Multi-object tracking across sampled frames: ByteTrack's two stages, buffered IoU, colour re-linking.
 
-``ObjectTracker`` runs ByteTrack (Kalman-filtered boxes, two-stage IoU association, lost tracks kept
-for ``lost_track_s``) online, one sampled frame at a time, and sets ``Detection.track_id``. ByteTrack
-itself ignores classes; one ByteTrack per class keeps a person's track from jumping to a horse, and
-ids are numbered across classes (1, 2, 3, ... in order of confirmation). ByteTrack confirms a new track
-on its second frame: the tracker hands frames back one frame late and gives the first detection of a
-new track its id too (same class, IoU >= ``backfill_iou`` with the track's next box), so
-``first_seen_s`` is the first frame the object was seen in. ``cut`` ends every track at a scene cut
-(``clients.recorder.VideoRecorder`` calls it on the cuts of ``clients.analysis.scenes``): what is seen after a
-hard cut is a new object. ``build_tracks`` summarises the tracked frames into ``Track`` records.
+``ObjectTracker`` tracks online, one sampled frame at a time, and sets ``Detection.track_id``. Each track has a
+constant-velocity Kalman filter of its box (``clients.analysis.motion``), a class (a track never changes class)
+and a colour signature of its box crop (``clients.analysis.appearance``) when frames are given. Per frame:
 
-ByteTrack matches boxes by overlap and its Kalman filter is tuned for 25-30 fps; at 2 sampled frames
-per second an object moves a good part of its width between samples. Boxes are therefore handed to
-ByteTrack enlarged ``box_scale`` times about their centre (the "buffered IoU" of C-BIoU, Yang et al.
-2023), which keeps consecutive boxes of a moving object overlapping; ids are mapped back to the
-original detections. An object seen in a single sampled frame gets no track: ByteTrack treats it as
-noise. Objects that move more than about their own width between samples
-still break into several tracks: sample faster (``--fps``) for fast motion.
+1. confirmed tracks (seen or lost) take the detections scoring at least ``high_score``: the cost is one
+   minus the IoU of the predicted and detected boxes, both enlarged ``box_scale`` times about their centre
+   (the "buffered IoU" of C-BIoU, Yang et al. 2023: at 2 samples a second an object moves a good part of its
+   width between samples), plus ``appearance_weight`` times one minus the colour similarity. A lost track
+   whose boxes no longer overlap can still be re-linked by colour alone (similarity >= ``relink_similarity``,
+   its predicted centre within reach), which carries an identity through an occlusion;
+2. tracks seen in the previous frame take the low-score detections (``low_score`` up to ``high_score``) by
+   IoU alone: ByteTrack's second stage, which keeps a half-hidden object's track alive;
+3. a new track starts from an unmatched detection scoring at least ``high_score`` and is confirmed, with
+   the next id (1, 2, 3, ... across classes, in order of confirmation), when the next frame matches it.
+   The tracker hands frames back one frame late so that a confirmed track's first detection gets its id
+   too (``first_seen_s`` is the first frame the object was seen in); an object seen in a single sampled
+   frame gets no track (noise);
+4. a track unseen for more than ``lost_track_s`` ends (one with colours stays ``relink_s`` for stage 1's
+   colour re-link).
+
+A detection lying inside a better-scored one of its class (a part of the same object, split by an occluder or
+the frame's edge) takes no part and gets no id, nor does one inside a box tracked in this frame start a track.
+
+Settings follow the sampling rate: ``box_scale`` defaults to ``1 + 1.2 / fps`` (1.6 at 2 fps, 1.24 at 5 fps,
+1.12 at 10 fps, at most 2), the lost-track buffer is ``ceil(lost_track_s * fps)`` frames, and the Kalman
+filter's velocity noise grows with the time between samples. ``cut`` ends every track at a scene cut
+(``clients.recorder.VideoRecorder`` calls it on the cuts of ``clients.analysis.scenes``): what is seen
+after a hard cut is a new object. ``build_tracks`` summarises the tracked frames into ``Track`` records.
+Measured against ground truth by ``benchmarks/tracking_benchmark.py`` (``make bench``).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-from clients.analysis.detections import to_detections
+import numpy as np
+
+from clients.analysis.appearance import blend, signature, similarity
+from clients.analysis.motion import BoxFilter
 from clients.results import Detection, FrameResult, Track
 from mmw.errors import InputError
+
+_NO_MATCH = 1e6
+
+
+def box_scale_for(fps: float) -> float:
+    """The buffered-IoU scale at a sampling rate: ``1 + 1.2 / fps``, at most 2."""
+    return min(2.0, 1.0 + 1.2 / fps)
 
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    """ByteTrack's knobs in the units of sampled frames and seconds."""
+    """The tracker's knobs in the units of seconds and scores (``box_scale`` None: from the sampling rate)."""
 
     lost_track_s: float = 2.0  # a track survives this long without a detection (occlusion, missed detections)
-    activation_score: float = 0.25  # ByteTrack's track_activation_threshold
-    matching_threshold: float = 0.8  # ByteTrack's minimum_matching_threshold (a cost: 1 - IoU, fused with score)
-    backfill_iou: float = 0.3  # a new track's first detection: IoU (of enlarged boxes) with the track's next box
-    box_scale: float = 1.6  # boxes are enlarged this much about their centre before matching (buffered IoU)
+    high_score: float = 0.3  # detections at least this start tracks and match first (ByteTrack's track_thresh)
+    low_score: float = 0.1  # detections below this are ignored; from here to high_score: the second stage
+    activation_score: float = 0.4  # a new track starts from a detection scoring at least this (ByteTrack: + 0.1)
+    matching_threshold: float = 0.8  # first stage: the most a match may cost (1 - buffered IoU, + appearance)
+    low_matching_threshold: float = 0.5  # second stage: the most 1 - buffered IoU may be
+    box_scale: float | None = None  # boxes are enlarged this much about their centre before matching
+    appearance_weight: float = 1.0  # how much colour dissimilarity adds to a first-stage cost
+    relink_similarity: float = 0.85  # a lost track re-links by colour alone at least this similar ...
+    relink_reach: float = 1.0  # ... its predicted centre within this many box heights, plus this per lost second
+    relink_s: float = 6.0  # ... for this long (past lost_track_s only by colour; without frames: lost_track_s)
+    min_similarity: float = 0.75  # never match boxes less alike than this (another object)
 
     def __post_init__(self) -> None:
-        if not self.lost_track_s >= 0:
-            raise InputError(f"tracker: expected lost_track_s >= 0, got {self.lost_track_s}")
-        if not 1.0 <= self.box_scale <= 4.0:
-            raise InputError(f"tracker: expected box_scale in [1, 4], got {self.box_scale}")
-        for name in ("activation_score", "matching_threshold", "backfill_iou"):
+        if not (self.lost_track_s >= 0 and self.relink_s >= 0):
+            raise InputError(f"tracker: expected lost_track_s and relink_s >= 0, got {self.lost_track_s} and "
+                             f"{self.relink_s}")
+        if self.box_scale is not None and not 1.0 <= self.box_scale <= 4.0:
+            raise InputError(f"tracker: expected box_scale in [1, 4] (or None: from fps), got {self.box_scale}")
+        for name in ("high_score", "low_score", "activation_score", "matching_threshold", "low_matching_threshold",
+                     "relink_similarity", "min_similarity"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"tracker: expected {name} in [0, 1], got {value}")
-
-
-def _byte_track(settings: TrackerSettings, fps: float) -> object:
-    import supervision as sv  # imported here: ~0.4 s, and only video runs need it
-
-    lost_frames = max(1, math.ceil(settings.lost_track_s * fps))
-    with warnings.catch_warnings():
-        # supervision 0.28-0.30 flag ByteTrack as moving to the `trackers` package, which needs numpy 2
-        # (the Triton python backend needs numpy < 2); the class itself is unchanged.
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*ByteTrack.*")
-        # frame_rate=30 makes ByteTrack's buffer exactly lost_track_buffer frames (it scales by frame_rate / 30)
-        return sv.ByteTrack(
-            track_activation_threshold=settings.activation_score,
-            lost_track_buffer=lost_frames,
-            minimum_matching_threshold=settings.matching_threshold,
-            frame_rate=30,
-            minimum_consecutive_frames=1,
-        )
+        if self.low_score > self.high_score:
+            raise InputError(f"tracker: expected low_score <= high_score, got {self.low_score} > {self.high_score}")
+        if not (self.appearance_weight >= 0 and self.relink_reach >= 0):
+            raise InputError(f"tracker: expected appearance_weight and relink_reach >= 0, got "
+                             f"{self.appearance_weight} and {self.relink_reach}")
 
 
 def scale_box(box: Sequence[float], factor: float) -> tuple[float, float, float, float]:
@@ -90,8 +106,30 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+@dataclass(eq=False)
+class _Track:
+    """A track's state: its filter, class, colours, id (None until confirmed) and frames since last seen."""
+
+    motion: BoxFilter
+    class_id: int
+    colours: np.ndarray | None
+    track_id: int | None = None
+    lost: int = 0
+    first: tuple[int, int] = (-1, -1)  # (frame serial, detection index) of its first detection
+
+
+def _assign(cost: np.ndarray, limit: float) -> list[tuple[int, int]]:
+    """Minimum-cost pairs (row, column) of ``cost`` with a cost of at most ``limit``."""
+    if cost.size == 0:
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(np.minimum(cost, _NO_MATCH))
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if cost[r, c] <= limit]
+
+
 class ObjectTracker:
-    """ByteTrack over sampled frames: ``push`` each frame in time order, ``finish`` at the end.
+    """Tracks over sampled frames: ``push`` each frame in time order (with its pixels for colour cues), ``finish``.
 
     Both return the frames whose track ids are final (``push`` one frame late), in order.
     """
@@ -101,25 +139,27 @@ class ObjectTracker:
             raise InputError(f"tracker: expected fps > 0, got {fps}")
         self.settings = settings or TrackerSettings()
         self.fps = float(fps)
-        self._trackers: dict[int, Any] = {}  # class id -> its ByteTrack (since the last cut)
-        self._ids: dict[tuple[int, int], int] = {}  # (class id, ByteTrack's id) -> track id
+        self.box_scale = self.settings.box_scale or box_scale_for(self.fps)
+        self.lost_frames = max(1, math.ceil(self.settings.lost_track_s * self.fps))
+        self.relink_frames = max(self.lost_frames, math.ceil(self.settings.relink_s * self.fps))
+        self._tracks: list[_Track] = []
         self._next_id = 1
+        self._serial = 0
         self._pending: FrameResult | None = None
-        self._seen: set[int] = set()
 
     def cut(self) -> list[FrameResult]:
         """A scene cut before the next frame: every track ends; returns the last frame pushed, now final."""
         ready = self.finish()
-        self._trackers.clear()
-        self._ids.clear()
+        self._tracks.clear()
         return ready
 
-    def push(self, frame: FrameResult) -> list[FrameResult]:
-        """Track one sampled frame; returns the previous frame, now final (nothing for the first call)."""
-        tracked = self._track(frame)
-        ready = [] if self._pending is None else [self._backfill(self._pending, tracked)]
-        self._seen.update(d.track_id for d in tracked.image.detections if d.track_id is not None)
-        self._pending = tracked
+    def push(self, frame: FrameResult, rgb: np.ndarray | None = None) -> list[FrameResult]:
+        """Track one sampled frame (``rgb``: its pixels, for colour cues); returns the previous frame, now final."""
+        self._serial += 1
+        ids, started = self._track(frame.image.detections, rgb)
+        # tracks confirmed now had their first detection in the pending frame: it gets their ids
+        ready = [] if self._pending is None else [self._with_ids(self._pending, started)]
+        self._pending = self._with_ids(frame, ids)
         return ready
 
     def finish(self) -> list[FrameResult]:
@@ -128,78 +168,145 @@ class ObjectTracker:
         self._pending = None
         return ready
 
-    def _class_tracker(self, class_id: int) -> Any:
-        if class_id not in self._trackers:
-            import supervision as sv
-
-            tracker = _byte_track(self.settings, self.fps)
-            # ByteTrack confirms the tracks of its very first frame at once and later ones on their second
-            # frame; an empty first frame makes every track wait for its second frame alike.
-            tracker.update_with_detections(sv.Detections.empty())
-            self._trackers[class_id] = tracker
-        return self._trackers[class_id]
-
-    def _track(self, frame: FrameResult) -> FrameResult:
-        import supervision as sv
-
-        dets = frame.image.detections
-        for d in dets:  # a ByteTrack per class, made in order of first appearance
-            self._class_tracker(d.class_id)
-        enlarged = to_detections(frame.image, self.settings.box_scale)
-        ids: dict[int, int] = {}
-        for class_id, tracker in self._trackers.items():
-            mine = enlarged[enlarged.class_id == class_id] if dets else sv.Detections.empty()
-            detections = mine if len(mine) else sv.Detections.empty()
-            out = tracker.update_with_detections(detections)  # every tracker sees every frame: lost tracks age
-            if not len(mine) or len(out) == 0:
-                continue
-            for k, local in zip(out.data["index"], out.tracker_id, strict=True):
-                key = (class_id, int(local))
-                if key not in self._ids:
-                    self._ids[key] = self._next_id
-                    self._next_id += 1
-                ids[int(k)] = self._ids[key]
+    @staticmethod
+    def _with_ids(frame: FrameResult, ids: dict[int, int]) -> FrameResult:
         if not ids:
             return frame
-        new = tuple(replace(d, track_id=ids.get(k)) for k, d in enumerate(dets))
-        return replace(frame, image=replace(frame.image, detections=new))
+        dets = tuple(replace(d, track_id=ids[k]) if k in ids else d for k, d in enumerate(frame.image.detections))
+        return replace(frame, image=replace(frame.image, detections=dets))
 
-    def _backfill(self, previous: FrameResult, current: FrameResult) -> FrameResult:
-        """Give ``previous``'s untracked detections the id of a track that starts in ``current``."""
-        starts = [d for d in current.image.detections if d.track_id is not None and d.track_id not in self._seen]
-        dets = list(previous.image.detections)
-        free = [k for k, d in enumerate(dets) if d.track_id is None]
-        if not starts or not free:
-            return previous
-        f = self.settings.box_scale
-        pairs = sorted(
-            ((iou(scale_box(dets[k].box, f), scale_box(s.box, f)), k, s.track_id)
-             for s in starts for k in free if dets[k].class_id == s.class_id),
-            reverse=True,
-        )
-        used_k: set[int] = set()
-        used_t: set[int | None] = set()
-        for overlap, k, track_id in pairs:
-            if overlap < self.settings.backfill_iou:
-                break
-            if k in used_k or track_id in used_t:
+    def _cost(self, track: _Track, det: Detection, colours: np.ndarray | None, reach: bool) -> float:
+        """First-stage cost of ``track`` taking ``det`` (``_NO_MATCH`` when it may not)."""
+        s = self.settings
+        if track.class_id != det.class_id:
+            return _NO_MATCH
+        sim = similarity(track.colours, colours)
+        if sim is not None and sim < s.min_similarity:
+            return _NO_MATCH
+        overlap = iou(scale_box(track.motion.box, self.box_scale), scale_box(det.box, self.box_scale))
+        dissimilar = 0.0 if sim is None else s.appearance_weight * (1.0 - sim)
+        if overlap > 0 and 1.0 - overlap <= s.matching_threshold and track.lost <= self.lost_frames:
+            return 1.0 - overlap + dissimilar
+        if reach and sim is not None and sim >= s.relink_similarity and track.lost > 0:
+            x1, y1, x2, y2 = track.motion.box
+            d1, e1, d2, e2 = det.box
+            height = max(y2 - y1, e2 - e1, 1.0)
+            distance = math.hypot((x1 + x2 - d1 - d2) / 2, (y1 + y2 - e1 - e2) / 2) / height
+            if distance <= s.relink_reach * (1.0 + track.lost / self.fps):
+                return s.matching_threshold + (1.0 - sim)  # after every overlap match
+        return _NO_MATCH
+
+    def _track(self, dets: Sequence[Detection], rgb: np.ndarray | None
+               ) -> tuple[dict[int, int], dict[int, int]]:
+        """Associate one frame; returns (detection index -> track id, for confirmed tracks) and the same for
+        the first detections (in the previous frame) of tracks confirmed now."""
+        s = self.settings
+        for track in self._tracks:
+            track.motion.predict()
+        colours = [signature(rgb, d.box) if rgb is not None else None for d in dets]
+        parts = self._parts(dets)
+        high = [k for k, d in enumerate(dets) if d.score >= s.high_score and k not in parts]
+        low = [k for k, d in enumerate(dets) if s.low_score <= d.score < s.high_score and k not in parts]
+        confirmed = [t for t in self._tracks if t.track_id is not None]
+        tentative = [t for t in self._tracks if t.track_id is None]
+        matched: dict[int, _Track] = {}
+
+        # 1. confirmed tracks x high-score detections: buffered IoU + colour, or colour alone for lost tracks
+        cost = np.array([[self._cost(t, dets[k], colours[k], True) for k in high] for t in confirmed]
+                        ).reshape(len(confirmed), len(high))
+        for r, c in _assign(cost, s.matching_threshold + 1.0):
+            matched[high[c]] = confirmed[r]
+        # 2. tracks seen last frame x low-score detections: buffered IoU only
+        seen = [t for t in confirmed if t.lost == 0 and t not in matched.values()]
+        cost = np.array([[self._overlap_cost(t, dets[k]) for k in low] for t in seen]).reshape(len(seen), len(low))
+        for r, c in _assign(cost, s.low_matching_threshold):
+            matched[low[c]] = seen[r]
+        # 3. tentative tracks (one detection so far) x the high-score detections left
+        left = [k for k in high if k not in matched]
+        cost = np.array([[self._cost(t, dets[k], colours[k], False) for k in left] for t in tentative]
+                        ).reshape(len(tentative), len(left))
+        started: dict[int, int] = {}
+        for r, c in _assign(cost, s.matching_threshold + 1.0):
+            track = tentative[r]
+            track.track_id = self._next_id
+            self._next_id += 1
+            matched[left[c]] = track
+            if track.first[0] == self._serial - 1:
+                started[track.first[1]] = track.track_id
+
+        ids: dict[int, int] = {}
+        crowded = self._crowded(dets)
+        tracked = [dets[k] for k in matched] + [replace(dets[k], box=t.motion.box) for k, t in matched.items()]
+        for k, track in matched.items():
+            track.motion.update(dets[k].box)
+            track.lost = 0
+            if dets[k].score >= s.high_score and k not in crowded:  # colours of a clear, sure sighting only
+                track.colours = blend(track.colours, colours[k])
+            if track.track_id is not None:
+                ids[k] = track.track_id
+        survivors = []
+        for track in self._tracks:
+            if any(track is m for m in matched.values()):
+                survivors.append(track)
+            elif track.track_id is not None:
+                track.lost += 1
+                if track.lost <= (self.lost_frames if track.colours is None else self.relink_frames):
+                    survivors.append(track)
+        for k in high:  # 4. new tentative tracks, but not from a part of an object tracked in this frame
+            if k not in matched and dets[k].score >= s.activation_score and not self._part_of(dets[k], tracked):
+                survivors.append(_Track(BoxFilter(dets[k].box, 1.0 / self.fps), dets[k].class_id, colours[k],
+                                        first=(self._serial, k)))
+        self._tracks = survivors
+        return ids, started
+
+    def _overlap_cost(self, track: _Track, det: Detection) -> float:
+        if track.class_id != det.class_id:
+            return _NO_MATCH
+        overlap = iou(scale_box(track.motion.box, self.box_scale), scale_box(det.box, self.box_scale))
+        return 1.0 - overlap if overlap > 0 else _NO_MATCH
+
+    @classmethod
+    def _parts(cls, dets: Sequence[Detection]) -> set[int]:
+        """Detections lying inside a better-scored one of their class (a part of the same object, seen around
+        an occluder or the frame's edge): they take no part in tracking."""
+        return {k for k, d in enumerate(dets)
+                if cls._part_of(d, [o for o in dets if o.score > d.score], cover=0.8)}
+
+    @staticmethod
+    def _part_of(det: Detection, tracked: Sequence[Detection], cover: float = 0.6) -> bool:
+        """Whether ``det`` lies mostly (``cover`` of its area) inside a tracked detection of its class."""
+        x1, y1, x2, y2 = det.box
+        area = max((x2 - x1) * (y2 - y1), 1e-6)
+        for t in tracked:
+            if t.class_id != det.class_id:
                 continue
-            dets[k] = replace(dets[k], track_id=track_id)
-            used_k.add(k)
-            used_t.add(track_id)
-        if not used_k:
-            return previous
-        return replace(previous, image=replace(previous.image, detections=tuple(dets)))
+            w = min(x2, t.box[2]) - max(x1, t.box[0])
+            h = min(y2, t.box[3]) - max(y1, t.box[1])
+            if w > 0 and h > 0 and w * h / area >= cover:
+                return True
+        return False
+
+    @staticmethod
+    def _crowded(dets: Sequence[Detection]) -> set[int]:
+        """Detections overlapping another one (their crop shows more than one object)."""
+        out = set()
+        for a in range(len(dets)):
+            for b in range(a + 1, len(dets)):
+                if iou(dets[a].box, dets[b].box) > 0.05:
+                    out.update((a, b))
+        return out
 
 
 def track_frames(
-    frames: Iterable[FrameResult], fps: float, settings: TrackerSettings | None = None
+    frames: Iterable[FrameResult], fps: float, settings: TrackerSettings | None = None,
+    images: Iterable[np.ndarray | None] | None = None,
 ) -> list[FrameResult]:
-    """Every frame with its track ids (offline use of ``ObjectTracker``)."""
+    """Every frame with its track ids (offline use of ``ObjectTracker``; ``images``: each frame's pixels)."""
     tracker = ObjectTracker(fps, settings)
     out: list[FrameResult] = []
+    pixels = iter(images) if images is not None else None
     for frame in frames:
-        out += tracker.push(frame)
+        out += tracker.push(frame, next(pixels, None) if pixels is not None else None)
     return out + tracker.finish()
 
 

@@ -3,10 +3,13 @@
 - ``detections.coco.json``: COCO object-detection format (``images``, ``annotations``, ``categories``;
   ``bbox`` is ``[x, y, width, height]`` in pixels), one image per sampled frame, with the detector's
   ``score`` and the ``track_id`` on each annotation; ``pycocotools.coco.COCO`` loads it.
-- ``captions.srt`` and ``captions.vtt``: one subtitle cue per scene (its start, end and caption).
+- ``captions.srt`` and ``captions.vtt``: subtitles that follow the captions inside each scene: a cue at each
+  caption change and at least every ``cue_s`` seconds, dense captions on a second line
+  (``clients.outputs.subtitles``).
 - ``tracks.csv``: one row per track (``TRACKS_COLUMNS``), for spreadsheets and ``csv.DictReader``.
 
-Every file is written atomically (a temporary file, then a rename), like ``results.json``.
+Every file is written atomically (a temporary file, then a rename), like ``results.json``. ``ExportSettings``
+says which files ``write_exports`` writes and the longest cue.
 """
 
 from __future__ import annotations
@@ -14,12 +17,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.results import Scene, Track, VideoResults, write_text_atomic
+from clients.outputs.subtitles import (
+    DEFAULT_CUE_S,
+    check_cue_s,
+    cues_of,
+    format_timestamp,
+    srt_text,
+    vtt_text,
+    write_srt,
+    write_vtt,
+)
+from clients.results import Track, VideoResults, write_text_atomic
+from mmw.errors import InputError
 from mmw.processing.labels import COCO_NAMES
+
+__all__ = [
+    "COCO_FILE", "DEFAULT_CUE_S", "EXPORT_FILES", "SRT_FILE", "TRACKS_COLUMNS", "TRACKS_FILE",
+    "VTT_FILE", "ExportSettings", "coco_dict", "format_timestamp", "srt_text", "tracks_csv_text", "vtt_text",
+    "write_coco", "write_exports", "write_srt", "write_tracks_csv", "write_vtt",
+]
 
 COCO_FILE = "detections.coco.json"
 SRT_FILE = "captions.srt"
@@ -83,55 +104,6 @@ def write_coco(results: VideoResults, path: str | Path) -> Path:
     return write_text_atomic(Path(path), json.dumps(coco_dict(results), ensure_ascii=False) + "\n")
 
 
-# --- subtitles -------------------------------------------------------------------------------------------
-
-
-def format_timestamp(seconds: float, decimal_mark: str = ",") -> str:
-    """``HH:MM:SS,mmm`` (SRT) or, with ``decimal_mark="."``, ``HH:MM:SS.mmm`` (WebVTT)."""
-    ms = max(0, round(float(seconds) * 1000))
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{decimal_mark}{ms:03d}"
-
-
-def _cues(scenes: Sequence[Scene]) -> list[tuple[Scene, str]]:
-    """(scene, its caption on one line) for each scene with a caption and a positive length."""
-    cues = []
-    for s in scenes:
-        text = " ".join(s.caption.split())
-        if text and s.end_s > s.start_s:
-            cues.append((s, text))
-    return cues
-
-
-def srt_text(scenes: Sequence[Scene]) -> str:
-    """SubRip subtitles: one numbered cue per scene."""
-    blocks = [
-        f"{n}\n{format_timestamp(s.start_s)} --> {format_timestamp(s.end_s)}\n{text}\n"
-        for n, (s, text) in enumerate(_cues(scenes), start=1)
-    ]
-    return "\n".join(blocks)
-
-
-def vtt_text(scenes: Sequence[Scene]) -> str:
-    """WebVTT subtitles: one cue per scene, identified ``scene-<index>``."""
-    blocks = ["WEBVTT\n"]
-    for s, text in _cues(scenes):
-        safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        start, end = format_timestamp(s.start_s, "."), format_timestamp(s.end_s, ".")
-        blocks.append(f"scene-{s.index}\n{start} --> {end}\n{safe}\n")
-    return "\n".join(blocks)
-
-
-def write_srt(scenes: Sequence[Scene], path: str | Path) -> Path:
-    return write_text_atomic(Path(path), srt_text(scenes))
-
-
-def write_vtt(scenes: Sequence[Scene], path: str | Path) -> Path:
-    return write_text_atomic(Path(path), vtt_text(scenes))
-
-
 # --- tracks ----------------------------------------------------------------------------------------------
 
 
@@ -153,12 +125,37 @@ def write_tracks_csv(tracks: Sequence[Track], path: str | Path) -> Path:
 # --- all of them -----------------------------------------------------------------------------------------
 
 
-def write_exports(results: VideoResults, out_dir: str | Path) -> list[Path]:
-    """Write every export into ``out_dir``; returns their paths in ``EXPORT_FILES`` order."""
+@dataclass(frozen=True)
+class ExportSettings:
+    """Which exports ``write_exports`` writes (names from ``EXPORT_FILES``; default all of them) and the
+    longest a subtitle cue runs within a scene, ``cue_s`` seconds (> 0)."""
+
+    files: frozenset[str] = frozenset(EXPORT_FILES)
+    cue_s: float = DEFAULT_CUE_S
+
+    def __post_init__(self) -> None:
+        if isinstance(self.files, str) or not isinstance(self.files, Iterable):
+            raise InputError(f"exports: expected a set of files among {', '.join(EXPORT_FILES)}, got {self.files!r}")
+        unknown = sorted(str(name) for name in set(self.files) - set(EXPORT_FILES))
+        if unknown:
+            raise InputError(f"exports: expected files among {', '.join(EXPORT_FILES)}, got {', '.join(unknown)}")
+        object.__setattr__(self, "files", frozenset(self.files))
+        try:
+            object.__setattr__(self, "cue_s", check_cue_s(self.cue_s))
+        except InputError as exc:
+            raise InputError(f"exports: expected cue_s a number of seconds > 0, got {self.cue_s!r}") from exc
+
+
+def write_exports(results: VideoResults, out_dir: str | Path, settings: ExportSettings | None = None) -> list[Path]:
+    """Write the exports ``settings.files`` (default: all) into ``out_dir``; their paths in ``EXPORT_FILES`` order."""
+    settings = settings or ExportSettings()
     out = Path(out_dir)
-    return [
-        write_coco(results, out / COCO_FILE),
-        write_srt(results.scenes, out / SRT_FILE),
-        write_vtt(results.scenes, out / VTT_FILE),
-        write_tracks_csv(results.tracks, out / TRACKS_FILE),
-    ]
+    wanted = [name for name in EXPORT_FILES if name in settings.files]
+    cues = cues_of(results, settings.cue_s) if {SRT_FILE, VTT_FILE} & settings.files else []
+    writers: dict[str, Callable[[Path], Path]] = {
+        COCO_FILE: lambda path: write_coco(results, path),
+        SRT_FILE: lambda path: write_srt(cues, path),
+        VTT_FILE: lambda path: write_vtt(cues, path),
+        TRACKS_FILE: lambda path: write_tracks_csv(results.tracks, path),
+    }
+    return [writers[name](out / name) for name in wanted]

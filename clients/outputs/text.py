@@ -71,9 +71,14 @@ def cut_to_fit(text: str, fits: Callable[[str], bool], ellipsis: bool) -> str:
     return (base.rstrip() + suffix) if base else suffix
 
 
-def dense_caption_text(caption: str, max_chars: int = DENSE_MAX_CHARS) -> str:
-    """A dense caption as drawn: ASCII, one line, at most ``max_chars`` characters (cut with ``...``)."""
-    text = ascii_text(caption)
+def shorten(text: str, max_chars: int) -> str:
+    """``text`` on one line (whitespace collapsed), at most ``max_chars`` characters (cut with ``...``)."""
+    text = " ".join(text.split())
     if len(text) <= max_chars:
         return text
     return text[: max(0, max_chars - len(ELLIPSIS))].rstrip() + ELLIPSIS
+
+
+def dense_caption_text(caption: str, max_chars: int = DENSE_MAX_CHARS) -> str:
+    """A dense caption as drawn: ASCII, one line, at most ``max_chars`` characters (cut with ``...``)."""
+    return shorten(ascii_text(caption), max_chars)

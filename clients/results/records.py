@@ -297,14 +297,22 @@ class Scene(_Record):
 
 @dataclass(frozen=True, config=_CONFIG)
 class LiveStats(_Record):
-    """How a live run (``python -m clients live``) went: frames decoded, sampled, dropped and analysed."""
+    """How a live run (``python -m clients live``) went: frames decoded, sampled, dropped and analysed.
+
+    ``reconnects`` and ``offline_s`` (optional) say how often the stream was opened again after it dropped
+    and how long it was away in all.
+    """
+
+    _OMIT_EMPTY = ("reconnects", "offline_s")
 
     frames_decoded: Int  # every frame the stream delivered
     frames_sampled: Int  # picked at fps_sampled
     frames_dropped: Int  # sampled but dropped because the analysis was behind
     frames_analysed: Int
     wall_s: Seconds
-    stop_reason: Str  # "seconds", "end of stream", "interrupted" or "error"
+    stop_reason: Str  # "seconds", "end of stream", "interrupted", "error" or "gave up reconnecting"
+    reconnects: Int | None = None
+    offline_s: Seconds | None = None
 
 
 def object_counts(tracks: tuple[Track, ...] | list[Track]) -> dict[str, int]:

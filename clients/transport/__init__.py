@@ -13,9 +13,9 @@ from clients.transport.client import SceneClient
 from clients.transport.connection import ServerConnection
 from clients.transport.endpoints import parse_endpoints
 from clients.transport.info import CaptionerInfo, EnsembleStep, ModelConfig, ModelMetadata, ServerInfo
-from clients.transport.options import PROTOCOLS, TRANSPORTS, CaptionOptions, normalize_url
+from clients.transport.options import PROTOCOLS, TRANSPORTS, CaptionOptions, ClientSettings, normalize_url
 from clients.transport.shared_memory import SharedMemoryError
 
-__all__ = ["PROTOCOLS", "TRANSPORTS", "CaptionOptions", "CaptionerInfo", "EnsembleStep", "ModelConfig",
-           "ModelMetadata", "SceneClient", "ServerConnection", "ServerInfo", "SharedMemoryError", "normalize_url",
-           "parse_endpoints"]
+__all__ = ["PROTOCOLS", "TRANSPORTS", "CaptionOptions", "CaptionerInfo", "ClientSettings", "EnsembleStep",
+           "ModelConfig", "ModelMetadata", "SceneClient", "ServerConnection", "ServerInfo", "SharedMemoryError",
+           "normalize_url", "parse_endpoints"]

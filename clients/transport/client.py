@@ -46,7 +46,13 @@ import tritonclient.http as httpclient
 
 from clients.results import ImageResult
 from clients.transport.frames import Payload, check_frame, image_request, split_batch, whole_batch
-from clients.transport.options import CaptionOptions, check_caption, check_transport, is_loopback
+from clients.transport.options import (
+    CaptionOptions,
+    ClientSettings,
+    check_caption,
+    check_transport,
+    is_loopback,
+)
 from clients.transport.sending import GRACE_S, RequestSender
 from clients.transport.shared_memory import RegionPool, SharedMemoryError
 from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
@@ -85,6 +91,11 @@ class SceneClient(RequestSender):
         self.transport_notes: list[str] = []  # one line each: an auto fallback, stale regions removed
         self._max_batch_size: int | None = None
         self._resolve_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: ClientSettings) -> SceneClient:
+        """A client opened with ``settings`` (one url, or several to spread over and fail over between)."""
+        return cls(**settings.client_kwargs())  # type: ignore[arg-type]
 
     def __enter__(self) -> SceneClient:
         return self

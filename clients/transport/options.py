@@ -49,6 +49,34 @@ class CaptionOptions:
                                  for name in CAPTION_PARAMETERS})
 
 
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything a ``SceneClient`` is opened with, as one picklable value (a worker process opens its own)."""
+
+    urls: tuple[str, ...]
+    protocol: str = "grpc"
+    timeout_s: float = 60.0
+    max_in_flight: int = 2
+    retry_s: float = 0.0
+    caption: CaptionOptions | None = None
+    transport: str = "auto"
+    jpeg_quality: int = 90
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ConfigError("client: expected at least one server url (HOST:PORT), got none")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"client protocol: expected one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        check_transport(self.transport)
+        check_caption(self.caption)
+
+    def client_kwargs(self) -> dict[str, object]:
+        """``SceneClient``'s keyword arguments: one url, or the list of several to spread over."""
+        return dict(url=self.urls[0] if len(self.urls) == 1 else list(self.urls), protocol=self.protocol,
+                    timeout_s=self.timeout_s, max_in_flight=self.max_in_flight, retry_s=self.retry_s,
+                    caption=self.caption, transport=self.transport, jpeg_quality=self.jpeg_quality)
+
+
 def check_caption(caption: object) -> CaptionOptions | None:
     """``caption`` when it is CaptionOptions or None; ConfigError otherwise."""
     if caption is not None and not isinstance(caption, CaptionOptions):
