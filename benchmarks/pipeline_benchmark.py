@@ -93,16 +93,11 @@ def run_floor(video: Path, fps: float, workers: int, runtime: str = "onnxruntime
     OpenVINO at the precision the server would serve (config.yaml's serving.cpu_precision, through the gate)."""
     from mmw.config import load_config
     from mmw.onnx_runtime import InProcessPipeline
-    from mmw.processing.pipeline import PostprocessParams
-
     config = load_config()
-    m = config.models
-    params = PostprocessParams(m.detector.score_threshold, m.detector.iou_threshold, m.detector.max_detections,
-                               m.labeller.top_k)
     repo = ROOT / "model_repository"
     precision = config.serving.cpu_precision if runtime == "openvino" else "f32"
-    pipes = [InProcessPipeline(repo / "detector/1/model.onnx", repo / "labeller/1/model.onnx", params,
-                               m.caption.min_label_score, threads=1, runtime=runtime, precision=precision)
+    pipes = [InProcessPipeline.served(config.models, repo / "detector/1/model.onnx", repo / "labeller/1/model.onnx",
+                                      threads=1, runtime=runtime, precision=precision)
              for _ in range(workers)]
     work: queue.Queue = queue.Queue(2 * workers)
     latencies: list[float] = []

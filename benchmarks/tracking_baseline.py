@@ -10,7 +10,7 @@ on its second frame: the tracker hands frames back one frame late and gives the 
 new track its id too (same class, IoU >= ``backfill_iou`` with the track's next box), so
 ``first_seen_s`` is the first frame the object was seen in. ``cut`` ends every track at a scene cut
 (``clients.recorder.VideoRecorder`` calls it on the cuts of ``clients.analysis.scenes``): what is seen after a
-hard cut is a new object. ``build_tracks`` summarises the tracked frames into ``Track`` records.
+hard cut is a new object.
 
 ByteTrack matches boxes by overlap and its Kalman filter is tuned for 25-30 fps; at 2 sampled frames
 per second an object moves a good part of its width between samples. Boxes are therefore handed to
@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from clients.analysis.detections import to_detections
-from clients.results import Detection, FrameResult, Track
+from clients.analysis.tracking import iou, scale_box
+from clients.results import FrameResult
 from mmw.errors import InputError
 
 
@@ -72,24 +71,6 @@ def _byte_track(settings: TrackerSettings, fps: float) -> object:
             frame_rate=30,
             minimum_consecutive_frames=1,
         )
-
-
-def scale_box(box: Sequence[float], factor: float) -> tuple[float, float, float, float]:
-    """``box`` (x1, y1, x2, y2) enlarged ``factor`` times about its centre."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * factor / 2, (y2 - y1) * factor / 2
-    return cx - hw, cy - hh, cx + hw, cy + hh
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class ObjectTracker:
@@ -192,48 +173,3 @@ class ObjectTracker:
         if not used_k:
             return previous
         return replace(previous, image=replace(previous.image, detections=tuple(dets)))
-
-
-def track_frames(
-    frames: Iterable[FrameResult], fps: float, settings: TrackerSettings | None = None
-) -> list[FrameResult]:
-    """Every frame with its track ids (offline use of ``ObjectTracker``)."""
-    tracker = ObjectTracker(fps, settings)
-    out: list[FrameResult] = []
-    for frame in frames:
-        out += tracker.push(frame)
-    return out + tracker.finish()
-
-
-def build_tracks(frames: Iterable[FrameResult]) -> tuple[Track, ...]:
-    """One ``Track`` per track id in the frames, ordered by first appearance then id.
-
-    A track's class is the one its detections have most often, weighted by score (with
-    ``ObjectTracker`` they all have the same one).
-    """
-    votes: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    names: dict[int, str] = {}
-    times: dict[int, list[float]] = defaultdict(list)
-    best: dict[int, float] = defaultdict(float)
-    for frame in frames:
-        for d in frame.image.detections:
-            if d.track_id is None:
-                continue
-            votes[d.track_id][d.class_id] += d.score
-            names[d.class_id] = d.class_name
-            if not times[d.track_id] or times[d.track_id][-1] != frame.timestamp_s:
-                times[d.track_id].append(frame.timestamp_s)
-            best[d.track_id] = max(best[d.track_id], d.score)
-    tracks = []
-    for track_id, by_class in votes.items():
-        class_id = max(by_class, key=lambda c: (by_class[c], -c))
-        seen = times[track_id]
-        tracks.append(
-            Track(track_id, class_id, names[class_id], min(seen), max(seen), len(seen), best[track_id])
-        )
-    return tuple(sorted(tracks, key=lambda t: (t.first_seen_s, t.track_id)))
-
-
-def track_detection(detections: Sequence[Detection], track_id: int) -> Detection | None:
-    """The detection of ``track_id`` among ``detections``, if any."""
-    return next((d for d in detections if d.track_id == track_id), None)

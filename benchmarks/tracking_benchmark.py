@@ -8,10 +8,11 @@ cached per sequence under ``build/tracking_benchmark/`` (keyed by the sequences'
 thresholds). Each sequence is then sampled at 2, 5 and 10 frames/s and tracked online by
 
 - ``old``: ``benchmarks.tracking_baseline`` (supervision's ByteTrack as the client ran it before issue 18),
-  on the detections at or above the display score (models.detector.score_threshold), as the server returns;
+  on the detections at or above the display score (models.detector.score_threshold), as the server returned
+  them before;
 - ``new``: ``clients.analysis.tracking.ObjectTracker`` with the frames (colour cues) on the same detections;
-- ``new+low``: the same tracker also given the detections down to ``LOW_SCORE`` (0.1) for its second stage,
-  as a server serving down to the tracker's low score would return them.
+- ``new+low``: the same tracker also given the detections down to ``LOW_SCORE`` for its second stage, as the
+  server returns them now (models.detector.track_min_score, 0.1): what ``clients video`` does.
 
 Every output is filtered to the display score after tracking, as results.json is. Only detections with a
 track id count (as tracks.csv). The tracks are scored with ``motmetrics`` (IoU >= 0.5, same class; boxes on

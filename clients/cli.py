@@ -51,7 +51,7 @@ from clients.pipeline import (
 )
 from clients.results import VideoResults, read_results
 from clients.transport import TRANSPORTS, CaptionOptions, ClientSettings, SceneClient, parse_endpoints
-from mmw.cli_args import positive_float, positive_int
+from mmw.cli_args import positive_float, positive_int, unit_interval
 from mmw.config import Config, load_config
 from mmw.contract import CAPTION_PARAMETERS, ENSEMBLE_NAME
 from mmw.errors import ConfigError, InputError, MMWError, ServerUnavailable
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--retry", type=float, metavar="S",
                        help="seconds to keep retrying while the server is unreachable (default: client.retry_s)")
         p.add_argument("--config", metavar="PATH", help="config.yaml to use (default: config/config.yaml)")
+        p.add_argument("--min-score", type=unit_interval, metavar="S",
+                       help="show detections scoring at least S, applied after tracking (the server returns lower "
+                            "ones for the tracker; default: models.detector.score_threshold)")
 
     def caption_options(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group("captions (a neural captioner; the template captioner ignores them)")
@@ -184,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "video":
                 return run_video(args, cfg)
             if args.command == "corpus":
-                return run_corpus_command(args, cfg, client_settings(args, cfg))
+                return run_corpus_command(args, cfg, client_settings(args, cfg), shown_score(args, cfg))
             if args.command == "live":
                 return run_live(args, cfg)
             return run_images(args, cfg)
@@ -217,6 +220,11 @@ def client_settings(args: argparse.Namespace, cfg: Config) -> ClientSettings:
                           max_in_flight=args.max_in_flight or cfg.client.max_in_flight, retry_s=retry_s,
                           caption=caption_options_from(args), transport=args.transport or cfg.client.transport,
                           jpeg_quality=cfg.client.jpeg_quality)
+
+
+def shown_score(args: argparse.Namespace, cfg: Config) -> float:
+    """``--min-score``, else models.detector.score_threshold: what results, exports and drawings show."""
+    return cfg.models.detector.score_threshold if args.min_score is None else args.min_score
 
 
 def make_client(args: argparse.Namespace, cfg: Config) -> SceneClient:
@@ -277,7 +285,7 @@ def run_video(args: argparse.Namespace, cfg: Config) -> int:
         with tqdm(total=total, unit="frame", desc=path.name, disable=None, leave=False) as bar:
             run = analyse_video(path, out_dir, client, fps=fps, batch_size=batch_size, progress=_tqdm_progress(bar),
                                 info=info, resume=resume, checkpoint_s=args.checkpoint, outputs=outputs,
-                                cue_s=args.cue_s or cfg.client.cue_s)
+                                cue_s=args.cue_s or cfg.client.cue_s, min_score=shown_score(args, cfg))
     partial = " (partial: stopped by an error)" if run.error else ""
     print(f"results{partial}: {run.results_path}")
     if run.annotated_path is not None:
@@ -336,7 +344,7 @@ def run_live(args: argparse.Namespace, cfg: Config) -> int:
     from clients.live.command import run_live_command
 
     return run_live_command(args, cfg, out_dir=_out_dir(args, cfg), make_client=make_client, ready=_ready,
-                            batch_size=_batch_size, progress=_tqdm_progress)
+                            batch_size=_batch_size, progress=_tqdm_progress, min_score=shown_score(args, cfg))
 
 
 def run_images(args: argparse.Namespace, cfg: Config) -> int:
@@ -349,7 +357,8 @@ def run_images(args: argparse.Namespace, cfg: Config) -> int:
         _ready(client)
         batch_size = _batch_size(args, cfg, client)
         with tqdm(total=len(paths), unit="image", disable=None, leave=False) as bar:
-            run = analyse_images(paths, out_dir, client, batch_size=batch_size, progress=_tqdm_progress(bar))
+            run = analyse_images(paths, out_dir, client, batch_size=batch_size, progress=_tqdm_progress(bar),
+                                 min_score=shown_score(args, cfg))
     partial = " (partial: stopped by an error)" if run.error else ""
     print(f"results{partial}: {run.results_path}")
     print(f"annotated images: {len(run.annotated_paths)} PNG files in {out_dir}")

@@ -25,3 +25,11 @@ def bounded(kind: type[int] | type[float], minimum: float, exclusive: bool = Fal
 positive_float = bounded(float, 0, exclusive=True)
 positive_int = bounded(int, 1)
 non_negative_int = bounded(int, 0)
+
+
+def unit_interval(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1] (a score)."""
+    value = bounded(float, 0)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value

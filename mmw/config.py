@@ -171,7 +171,11 @@ class DetectorConfig:
     """SSD MobileNet V2 COCO: the frozen graph it is rebuilt from and its post-processing."""
 
     score_threshold: Number = 0.3
-    """Detections below this score are dropped on the server."""
+    """Detections scoring at least this are shown: in results.json, the exports, the drawings and the template
+    caption (the clients filter after tracking; the template caption step on the server)."""
+    track_min_score: Number = 0.1
+    """The server returns detections down to this score, for the tracker's second association stage
+    (ByteTrack); the clients hide those below score_threshold after tracking."""
     iou_threshold: Number = 0.6
     """Per-class NMS overlap."""
     max_detections: Int = 100
@@ -179,6 +183,10 @@ class DetectorConfig:
 
     def __post_init__(self) -> None:
         _unit_interval("models.detector.score_threshold", self.score_threshold)
+        _unit_interval("models.detector.track_min_score", self.track_min_score)
+        if self.track_min_score > self.score_threshold:
+            raise ConfigError(f"models.detector.track_min_score: expected <= score_threshold "
+                              f"({self.score_threshold}), got {self.track_min_score}")
         _unit_interval("models.detector.iou_threshold", self.iou_threshold)
         _positive("models.detector.max_detections", self.max_detections)
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmw.errors import ExportError
 from mmw.processing.pipeline import PostprocessParams, caption, postprocess, preprocess_frames, preprocess_images
+
+if TYPE_CHECKING:
+    from mmw.config import ModelsConfig
 
 
 def create_session(path: str | Path, threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)):
@@ -32,13 +36,23 @@ class InProcessPipeline:
 
     def __init__(self, detector_onnx: str | Path, labeller_onnx: str | Path, params: PostprocessParams,
                  min_label_score: float = 0.2, threads: int = 1, runtime: str = "onnxruntime",
-                 precision: str = "f32") -> None:
+                 precision: str = "f32", caption_min_score: float = 0.0) -> None:
         from mmw.network_runtimes import open_network
 
         self.detector, _ = open_network(detector_onnx, runtime, precision, threads)
         self.labeller, _ = open_network(labeller_onnx, runtime, precision, threads)
         self.params = params
         self.min_label_score = min_label_score
+        self.caption_min_score = caption_min_score  # the template caption names detections scoring this or more
+
+    @classmethod
+    def served(cls, models: ModelsConfig, detector_onnx: str | Path, labeller_onnx: str | Path,
+               **kwargs: Any) -> InProcessPipeline:
+        """The pipeline with the settings Triton serves ``models`` (config.yaml's models section) with."""
+        det = models.detector
+        params = PostprocessParams(det.track_min_score, det.iou_threshold, det.max_detections, models.labeller.top_k)
+        return cls(detector_onnx, labeller_onnx, params, models.caption.min_label_score,
+                   caption_min_score=det.score_threshold, **kwargs)
 
     def __call__(self, encoded: Sequence[bytes]) -> dict[str, np.ndarray]:
         """Encoded images -> the ensemble's outputs."""
@@ -53,6 +67,6 @@ class InProcessPipeline:
         (logits,) = self.labeller.run(None, {"images": pre["LABELLER_INPUT"]})
         out = postprocess(box_encodings, class_scores, pre["IMAGE_SIZE"], logits, self.params, pre["IMAGE_OK"])
         out.update(caption(out["CLASS_IDS"], out["NUM_DETECTIONS"], out["LABEL_IDS"], out["LABEL_SCORES"],
-                           self.min_label_score, pre["IMAGE_OK"]))
+                           self.min_label_score, pre["IMAGE_OK"], out["SCORES"], self.caption_min_score))
         out["ERROR"] = pre["ERROR"]
         return out

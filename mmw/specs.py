@@ -380,7 +380,7 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
         outputs=(*detections, *labels), python_class=f"{_MODELS}:Postprocess",
         instances=plan["postprocess"].instances,
         parameters=(
-            ("score_threshold", repr(det.score_threshold)), ("iou_threshold", repr(det.iou_threshold)),
+            ("score_threshold", repr(det.track_min_score)), ("iou_threshold", repr(det.iou_threshold)),
             ("max_detections", str(det.max_detections)), ("top_k", str(lab.top_k)),
         ),
         description="SSD anchor decoding + per-class NMS; top-k scene labels", **python_step,  # type: ignore[arg-type]
@@ -404,9 +404,10 @@ def repository_specs(config: Config, variant: str = "cpu", gpu_backend: str = "o
     else:
         captioner = TritonModelSpec(
             name="caption", python_class=f"{_MODELS}:Caption",
-            inputs=(contract.CLASS_IDS, contract.NUM_DETECTIONS, labels[2], labels[1], image_ok),
+            inputs=(contract.CLASS_IDS, contract.SCORES, contract.NUM_DETECTIONS, labels[2], labels[1], image_ok),
             outputs=caption, instances=plan["caption"].instances,
-            parameters=(("caption_source", TEMPLATE_SOURCE), ("min_label_score", repr(cap.min_label_score))),
+            parameters=(("caption_source", TEMPLATE_SOURCE), ("min_label_score", repr(cap.min_label_score)),
+                        ("min_score", repr(det.score_threshold))),
             description="caption composed from the detections and scene labels (caption_source = template); "
                         "set models.caption.model for a neural captioner (README: Neural captions)",
             **python_step,  # type: ignore[arg-type]

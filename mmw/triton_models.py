@@ -53,6 +53,7 @@ class Caption(BatchedStep):
         self.source = self.parameters["caption_source"]
         if self.source == TEMPLATE_SOURCE:
             self.min_label_score = float(self.parameters["min_label_score"])
+            self.min_score = float(self.parameters.get("min_score", 0.0))
         else:
             from mmw.captioner import OnnxCaptioner
 
@@ -70,7 +71,8 @@ class Caption(BatchedStep):
     def compute_with(self, inputs: dict[str, np.ndarray], options: tuple) -> dict[str, np.ndarray]:
         if self.source == TEMPLATE_SOURCE:
             return caption(inputs["CLASS_IDS"], inputs["NUM_DETECTIONS"], inputs["LABEL_IDS"],
-                           inputs["LABEL_SCORES"], self.min_label_score, inputs["IMAGE_OK"])
+                           inputs["LABEL_SCORES"], self.min_label_score, inputs["IMAGE_OK"], inputs.get("SCORES"),
+                           self.min_score)
         from mmw.captioner import neural_captions
 
         search, dense = options

@@ -140,11 +140,13 @@ def test_the_stub_path_shim_is_written_once() -> None:
 
 
 def test_config_yaml_values_reach_the_configs(tmp_path: Path) -> None:
-    config = build(Config, {"models": {"detector": {"score_threshold": 0.55}, "labeller": {"top_k": 3}},
+    config = build(Config, {"models": {"detector": {"score_threshold": 0.55, "track_min_score": 0.15},
+                                       "labeller": {"top_k": 3}},
                             "serving": {"instances": 3, "max_batch_size": 16}})
     specs = {s.name: s for s in repository_specs(config)}
     post = to_model_config(specs["postprocess"])
-    assert post.parameters["score_threshold"].string_value == "0.55"
+    assert post.parameters["score_threshold"].string_value == "0.15"  # the server returns down to the tracker's
+    assert to_model_config(specs["caption"]).parameters["min_score"].string_value == "0.55"  # the caption shows
     assert list(to_model_config(specs[ENSEMBLE_NAME]).output[5].dims) == [3]  # LABELS [top_k]
     assert to_model_config(specs["detector"]).instance_group[0].count == 3
     assert all(to_model_config(s).max_batch_size == 16 for s in specs.values())

@@ -229,10 +229,13 @@ _i32 = st.integers(-(2**31), 2**31 - 1)
     hnp.arrays(np.int32, (s[0], 1), elements=st.integers(-2, s[1] + 2)),
     hnp.arrays(np.int32, (s[0], s[2]), elements=_i32),
     hnp.arrays(np.float32, (s[0], s[2]), elements=st.floats(allow_nan=True, width=32)),
-    hnp.arrays(np.bool_, (s[0], 1)))), st.floats(0, 1))
-def test_caption_step_never_raises(arrays: tuple[np.ndarray, ...], min_label_score: float) -> None:
-    class_ids, num_detections, label_ids, label_scores, image_ok = arrays
-    out = caption(class_ids, num_detections, label_ids, label_scores, min_label_score, image_ok)
+    hnp.arrays(np.bool_, (s[0], 1)),
+    hnp.arrays(np.float32, (s[0], s[1]), elements=st.floats(allow_nan=True, width=32)))), st.floats(0, 1),
+    st.booleans())
+def test_caption_step_never_raises(arrays: tuple[np.ndarray, ...], min_label_score: float, with_scores: bool) -> None:
+    class_ids, num_detections, label_ids, label_scores, image_ok, scores = arrays
+    out = caption(class_ids, num_detections, label_ids, label_scores, min_label_score, image_ok,
+                  scores if with_scores else None, 0.3)  # served: only detections scoring 0.3 or more are named
     n = class_ids.shape[0]
     assert out["CAPTION"].shape == out["CAPTION_SOURCE"].shape == (n, 1)
     for i in range(n):

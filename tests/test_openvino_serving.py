@@ -14,7 +14,6 @@ from mmw.config import Config
 from mmw.contract import RAW_ENSEMBLE_NAME
 from mmw.network_runtimes import cpu_capabilities, read_gate, served_precision
 from mmw.onnx_runtime import InProcessPipeline
-from mmw.processing.pipeline import PostprocessParams
 from mmw.specs import serving_plan
 from tests.conftest import ROOT, photo, serving
 
@@ -38,13 +37,11 @@ def _served(config: Config, frames: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _in_process(config: Config, engines: dict[str, Path]) -> InProcessPipeline:
-    det, lab = config.models.detector, config.models.labeller
     plan = serving_plan(config.serving)
     assert plan["detector"].threads == plan["labeller"].threads  # one thread count for both, as served
-    return InProcessPipeline(engines["detector"], engines["labeller"],
-                             PostprocessParams(det.score_threshold, det.iou_threshold, det.max_detections, lab.top_k),
-                             threads=plan["detector"].threads, runtime=config.serving.cpu_runtime,
-                             precision=config.serving.cpu_precision)
+    return InProcessPipeline.served(config.models, engines["detector"], engines["labeller"],
+                                    threads=plan["detector"].threads, runtime=config.serving.cpu_runtime,
+                                    precision=config.serving.cpu_precision)
 
 
 def _assert_equal(served: dict[str, np.ndarray], local: dict[str, np.ndarray]) -> None:

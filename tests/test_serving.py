@@ -24,7 +24,6 @@ from mmw.config import Config, load_config
 from mmw.contract import ENSEMBLE_NAME, RAW_ENSEMBLE_NAME
 from mmw.errors import InferenceError
 from mmw.onnx_runtime import InProcessPipeline
-from mmw.processing.pipeline import PostprocessParams
 from tests.conftest import ROOT, jpeg, photo
 
 pytestmark = pytest.mark.serving
@@ -33,11 +32,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee")
 
 @pytest.fixture(scope="session")
 def in_process(engines: dict[str, Path]) -> InProcessPipeline:
-    models = load_config().models
-    det = models.detector
-    return InProcessPipeline(engines["detector"], engines["labeller"],
-                             PostprocessParams(det.score_threshold, det.iou_threshold, det.max_detections,
-                                               models.labeller.top_k), models.caption.min_label_score)
+    return InProcessPipeline.served(load_config().models, engines["detector"], engines["labeller"])
 
 
 def _images() -> list[bytes]:
@@ -107,6 +102,26 @@ def test_client_sees_person_cat_and_cup(triton: Config, protocol: str) -> None:
     assert results[1].labels[0].name in {"tiger cat", "Egyptian cat", "tabby"}
     x0, y0, x1, y1 = results[1].detections[0].box  # the cat fills chelsea (451x300)
     assert 0 <= x0 < x1 <= 451 and 0 <= y0 < y1 <= 300 and (x1 - x0) > 200
+
+
+def test_the_server_returns_low_scores_for_tracking_and_the_shown_ones_make_the_caption(
+        triton: Config, tmp_path: Path) -> None:
+    det = triton.models.detector
+    with SceneClient(f"127.0.0.1:{triton.server.grpc_port}") as client:
+        (coffee,) = client.infer([jpeg(photo("coffee"))])
+    scores = {d.class_name: d.score for d in coffee.detections}
+    assert det.track_min_score <= scores["spoon"] < det.score_threshold  # returned, for the tracker's second stage
+    assert "spoon" not in coffee.caption and "cup" in coffee.caption  # the caption names the shown detections
+    assert min(scores.values()) >= det.track_min_score
+    image = tmp_path / "coffee.jpg"
+    image.write_bytes(jpeg(photo("coffee")))
+    done = subprocess.run([sys.executable, "-m", "clients", "image", str(image), "--out", str(tmp_path / "out"),
+                           "--url", f"127.0.0.1:{triton.server.grpc_port}"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads((tmp_path / "out" / "results.json").read_text())["images"][0]["detections"]
+    assert shown and all(d["score"] >= det.score_threshold for d in shown)  # the client shows what the config says
+    assert "spoon" not in {d["class_name"] for d in shown}
 
 
 def test_many_requests_in_flight_keep_their_order(triton: Config) -> None:

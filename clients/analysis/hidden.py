@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from clients.results import Detection, ImageResult
+from clients.results import Detection, ImageResult, write_text_atomic
 from mmw.errors import InputError
 
 RESUME_FILE = "resume.json"
@@ -71,16 +69,7 @@ def write_hidden(out_dir: str | Path, source: str, fps: float, hidden: Mapping[i
         remove_hidden(out_dir)
         return None
     text = json.dumps({"version": _VERSION, "source": source, "fps_sampled": fps, "hidden": frames})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".resume-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 def read_hidden(out_dir: str | Path, source: str, fps: float) -> dict[int, Hidden]:

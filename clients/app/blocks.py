@@ -174,9 +174,11 @@ def _analyse_tab(config: Config, sample_video: str | Path | None) -> AnalyseTab:
             fps = gr.Slider(0.5, max_fps, value=min(config.client.fps, max_fps), step=0.5,
                             label="2. Frames per second to analyse",
                             info="Frames sampled per second of video (ignored for images).", elem_id="fps")
-            min_score = gr.Slider(server_min, 1.0, value=server_min, step=0.05, label="Minimum detection score",
-                                  info=f"Hides weaker boxes here, in the app. The server already drops "
-                                       f"detections below {server_min:g} (models.detector.score_threshold).")
+            min_score = gr.Slider(config.models.detector.track_min_score, 1.0, value=server_min, step=0.05,
+                                  label="Minimum detection score",
+                                  info=f"Boxes shown, applied after tracking (default {server_min:g}, "
+                                       "models.detector.score_threshold); the server returns weaker ones down to "
+                                       f"{config.models.detector.track_min_score:g} for the tracker.")
             analyse = gr.Button("3. Analyse", variant="primary", elem_id="analyse")
             message = gr.Markdown("Upload a file, then press **Analyse**.", elem_id="message")
         with gr.Column(scale=3, min_width=360):

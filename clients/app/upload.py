@@ -87,7 +87,7 @@ def analyse_upload(
         if not fps > 0:
             raise InputError(f"frames per second: expected a number > 0, got {fps}")
         server_min = config.models.detector.score_threshold
-        wanted_min = float(min_score) if min_score is not None and float(min_score) > server_min + 1e-9 else None
+        wanted_min = float(min_score) if min_score is not None else server_min  # shown after tracking
         run_dir = _run_dir(config, name)
         url, protocol = client_url(config)
         started = time.monotonic()

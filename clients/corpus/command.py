@@ -84,13 +84,14 @@ def outcome_line(entry: VideoEntry, outcome: VideoOutcome) -> str:
     return f"{entry.status:<8}{entry.folder}: {what}{where}"
 
 
-def run_corpus_command(args: argparse.Namespace, cfg: Config, settings: ClientSettings) -> int:
+def run_corpus_command(args: argparse.Namespace, cfg: Config, settings: ClientSettings,
+                       min_score: float | None = None) -> int:
     """Plan, check the servers, run and summarise; errors (MMWError) go up to the CLI's one-line handler."""
     out_dir = Path(args.out) if args.out else cfg.path(cfg.client.out_dir)
     corpus = CorpusSettings(
         fps=args.fps or cfg.client.fps, batch_size=args.batch_size or cfg.client.batch_size,
         outputs=OutputSelection.parse(args.outputs or cfg.corpus.outputs), retry_failed=args.retry_failed,
-        checkpoint_s=args.checkpoint, cue_s=args.cue_s or cfg.client.cue_s)
+        checkpoint_s=args.checkpoint, cue_s=args.cue_s or cfg.client.cue_s, min_score=min_score)
     sources = collect_videos(args.inputs)
     plan = plan_corpus(sources, out_dir, corpus)
     index_path = out_dir / "corpus.json"

@@ -39,6 +39,7 @@ class CorpusSettings:
     retry_failed: bool = False
     checkpoint_s: float = 2.0
     cue_s: float | None = None  # longest subtitle cue (None: the exports' default)
+    min_score: float | None = None  # detections shown (after tracking); None: all the server returns
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
@@ -187,7 +188,7 @@ def run_corpus(
                     entry.started_at = now_iso()
                     runner.submit(VideoJob(entry.source, str(out_dir / entry.folder), settings.fps,
                                            settings.batch_size, str(settings.outputs), settings.checkpoint_s,
-                                           settings.cue_s, str(out_dir / ".downloads")))
+                                           settings.cue_s, settings.min_score, str(out_dir / ".downloads")))
                 collect(0.25)
         except KeyboardInterrupt:
             record.stopped = "interrupted"

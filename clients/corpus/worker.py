@@ -47,6 +47,7 @@ class VideoJob:
     outputs: str = str(OutputSelection())
     checkpoint_s: float = 2.0
     cue_s: float | None = None  # longest subtitle cue (None: the exports' default)
+    min_score: float | None = None  # detections shown (after tracking); None: all the server returns
     downloads: str = ""  # where URLs are copied to (default: out_dir/../.downloads)
 
 
@@ -194,7 +195,8 @@ def analyse_one(job: VideoJob, settings: ClientSettings, queue: Any = None) -> V
             client = _client(settings)
             run = analyse_video(path, out_dir, client, fps=job.fps, batch_size=clamp_batch_size(client, job.batch_size),
                                 info=info, source=job.source, resume=resume, checkpoint_s=job.checkpoint_s,
-                                outputs=OutputSelection.parse(job.outputs), cue_s=job.cue_s, progress=report)
+                                outputs=OutputSelection.parse(job.outputs), cue_s=job.cue_s, min_score=job.min_score,
+                                progress=report)
         except ServerUnavailable as exc:
             _drop_client(settings)
             return outcome("unreachable", exc)

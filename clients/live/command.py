@@ -78,11 +78,13 @@ def run_live_command(
     ready: Callable[[Any], None],
     batch_size: Callable[[argparse.Namespace, Config, Any], int],
     progress: Callable[[tqdm], ProgressFn],
+    min_score: float | None = None,
 ) -> int:
     """Analyse the live sources until --seconds, their ends or Ctrl-C/SIGTERM (results so far written; exit 0).
 
     ``make_client``, ``ready`` and ``batch_size`` are the CLI's (a client from the options, its readiness
-    check and notes, the batch size clamped to the model's); exits 1 (an MMWError) when a stream failed.
+    check and notes, the batch size clamped to the model's); ``min_score`` is what the results show (after
+    tracking); exits 1 (an MMWError) when a stream failed.
     """
     sources = live_sources(args.sources, args.streams)  # checked before the server is contacted
     fps = args.fps or cfg.client.fps
@@ -91,7 +93,8 @@ def run_live_command(
                             options=parse_ffmpeg_options(args.option), reconnect_s=reconnect_s)
     with make_client(args, cfg) as client:
         ready(client)
-        settings = LiveSettings(stream, batch_size=batch_size(args, cfg, client), max_waiting=args.max_waiting)
+        settings = LiveSettings(stream, batch_size=batch_size(args, cfg, client), max_waiting=args.max_waiting,
+                                min_score=min_score)
         total = len(sources) * round(args.seconds * fps) if args.seconds else None
         what = sources[0].url if len(sources) == 1 else f"{len(sources)} streams ({', '.join(s.name for s in sources)})"
         print(f"reading {what} at {fps:g} fps" + (f" for {args.seconds:g} s" if args.seconds else "") +

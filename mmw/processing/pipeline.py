@@ -131,8 +131,13 @@ def postprocess(box_encodings: np.ndarray, class_scores: np.ndarray, image_size:
 
 
 def caption(class_ids: np.ndarray, num_detections: np.ndarray, label_ids: np.ndarray, label_scores: np.ndarray,
-            min_label_score: float, image_ok: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Template captions: CAPTION [N,1] and CAPTION_SOURCE [N,1]; both b"" for an image whose IMAGE_OK is false."""
+            min_label_score: float, image_ok: np.ndarray | None = None, scores: np.ndarray | None = None,
+            min_score: float = 0.0) -> dict[str, np.ndarray]:
+    """Template captions: CAPTION [N,1] and CAPTION_SOURCE [N,1]; both b"" for an image whose IMAGE_OK is false.
+
+    With ``scores`` the caption names only the detections scoring at least ``min_score`` (the shown ones:
+    the server returns lower ones too, for tracking).
+    """
     ok = _is_ok(image_ok, class_ids.shape[0])
     captions, sources = [], []
     for i in range(class_ids.shape[0]):
@@ -142,7 +147,10 @@ def caption(class_ids: np.ndarray, num_detections: np.ndarray, label_ids: np.nda
             continue
         sources.append([TEMPLATE_SOURCE.encode()])
         count = int(num_detections[i].reshape(-1)[0])
-        objects = [coco_name(c) for c in class_ids[i, :count]]
+        ids = class_ids[i, :count]
+        if scores is not None:  # only the shown detections (the server returns lower ones for tracking)
+            ids = ids[: scores.shape[1]][scores[i, : len(ids)] >= min_score]
+        objects = [coco_name(c) for c in ids]
         scene = [(imagenet_short_name(j), float(s)) for j, s in zip(label_ids[i], label_scores[i], strict=False)]
         captions.append([template_caption(objects, scene, min_label_score).encode()])
     n = len(captions)
