@@ -264,7 +264,8 @@ def test_a_killed_worker_s_video_is_retried_and_resumes_without_losing_a_frame(
                         on_event=kill_mid_video)
     assert killed, "the worker finished before it could be killed"
     (outcome,) = report.outcomes
-    assert outcome.status == "done" and outcome.resumed_frames >= 8 and str(killed[0]) not in outcome.worker
+    # resumed from the last checkpoint before the kill (a batch or so behind it: ids are final a frame late)
+    assert outcome.status == "done" and 0 < outcome.resumed_frames < 32 and str(killed[0]) not in outcome.worker
     resumed = read_results(out / "long" / "results.json")
     assert isinstance(resumed, VideoResults)
     same_results(resumed, reference)

