@@ -16,7 +16,6 @@ ratios to the local pool measured in the same run. It is a script, never a timed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.pipeline_benchmark import ROOT, served, server_cpu_and_rss
+from benchmarks.report import write_report
 
 
 def _children_cpu() -> float:
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows[1:]:
         row["vs_local"] = round(row["seconds"] / local, 3)
         print(f"{row['variant']:<28} {row['vs_local']:.2f}x the time")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"cores": cores, "rows": rows}, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+    write_report(args.out, {"rows": rows})
     return 0
 
 

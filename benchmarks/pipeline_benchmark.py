@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import queue
 import resource
 import socket
@@ -43,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import write_report
 from mmw.contract import ENSEMBLE_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -551,12 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in perf:
         print(f"concurrency {p['concurrency']} | {p['images_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f}")
 
-    report = {"date": datetime.date.today().isoformat(), "machine": {"cores": cores, "cpu": platform.processor()
-              or platform.machine(), "python": platform.python_version()}, "rows": rows, "ratios": ratios,
-              "targets": TARGETS, "memory": memory, "steps": breakdown, "perf_analyzer": perf, "networks": networks}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+    write_report(args.out, {"rows": rows, "ratios": ratios, "targets": TARGETS, "memory": memory,
+                            "steps": breakdown, "perf_analyzer": perf, "networks": networks})
     return 0
 
 

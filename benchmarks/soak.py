@@ -13,10 +13,7 @@ one (e.g. ``launcher run``'s, whose PID ``launcher status`` prints).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -27,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.pipeline_benchmark import RssSampler, _descendants, free_ports, server_cpu_and_rss
+from benchmarks.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -253,13 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
             stop_server(config)
     print_report(result)
-    report = {"date": datetime.date.today().isoformat(),
-              "machine": {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
-                          "python": platform.python_version()},
-              "image_bytes": len(image), **result.as_dict()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+    write_report(args.out, {"image_bytes": len(image), **result.as_dict()})
     return 0 if result.errors == 0 and not result.timed_out else 1
 
 

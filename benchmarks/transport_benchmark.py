@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import itertools
-import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -36,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.pipeline_benchmark import batched, model_stats, prefetched, served, server_cpu_and_rss
+from benchmarks.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ("jpeg", "raw", "shm")
@@ -159,14 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nratio | measured")
     for key, value in ratios.items():
         print(f"{key} | {value:.2f}")
-    report = {"date": datetime.date.today().isoformat(), "machine": {"cores": os.cpu_count(), "cpu":
-              platform.processor() or platform.machine(), "python": platform.python_version()},
+    write_report(args.out, {
               "settings": {"seconds": args.seconds, "size": [width, height], "fps": args.fps, "batch": batch,
                            "in_flight": in_flight, "rounds": args.rounds, "url": url},
-              "medians": table, "ratios": ratios, "rounds": rounds}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.out}")
+              "medians": table, "ratios": ratios, "rounds": rounds})
     return 0
 
 
