@@ -9,7 +9,6 @@ when the servers stay unreachable (``ServerUnavailable``); a rerun of the same c
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,12 +18,11 @@ from pathlib import Path
 from clients.corpus.index import CorpusIndex, RunRecord, VideoEntry, now_iso, read_index
 from clients.corpus.inputs import folder_names, is_url
 from clients.corpus.runners import CorpusRunner
-from clients.corpus.worker import ProgressEvent, VideoJob, VideoOutcome
+from clients.corpus.worker import ProgressEvent, VideoJob, VideoOutcome, finished_results
 from clients.outputs.selection import OutputSelection
 from clients.pipeline import Interrupted
 from clients.recorder import RESULTS_FILE
-from clients.results import VideoResults, read_results
-from mmw.errors import InputError, MMWError, ServerUnavailable
+from mmw.errors import InputError, ServerUnavailable
 
 _STOP_WAIT_S = 30.0  # after Ctrl-C: how long the videos in progress get to write their results
 
@@ -80,13 +78,7 @@ def _fingerprint(source: str) -> tuple[int | None, int | None]:
 
 
 def _complete(out_dir: Path, entry: VideoEntry, fps: float) -> bool:
-    path = out_dir / entry.folder / RESULTS_FILE
-    if not path.is_file():
-        return False
-    with contextlib.suppress(MMWError, OSError):
-        results = read_results(path)
-        return isinstance(results, VideoResults) and results.complete and abs(results.fps_sampled - fps) < 1e-9
-    return False
+    return finished_results(out_dir / entry.folder, fps) is not None
 
 
 def _settled(out_dir: Path, entry: VideoEntry, settings: CorpusSettings) -> bool:

@@ -148,16 +148,17 @@ def _reporter(queue: Any, worker: str, source: str) -> Any:
     return report
 
 
-def _finished(out_dir: Path, job: VideoJob) -> VideoResults | None:
-    """The complete results of an earlier attempt, if they are there with every output asked for."""
-    outputs = OutputSelection.parse(job.outputs)
-    wanted = {RESULTS_FILE, *outputs.export_files, *([ANNOTATED_VIDEO_FILE] if outputs.annotated_video else [])}
-    if not all((out_dir / name).is_file() for name in wanted):
+def finished_results(folder: Path, fps: float, outputs: OutputSelection | None = None) -> VideoResults | None:
+    """The complete ``results.json`` in ``folder`` sampled at ``fps``, if it is there (with every file of
+    ``outputs`` beside it, when given); None otherwise."""
+    wanted = {RESULTS_FILE}
+    if outputs is not None:
+        wanted |= {*outputs.export_files, *([ANNOTATED_VIDEO_FILE] if outputs.annotated_video else [])}
+    if not all((folder / name).is_file() for name in wanted):
         return None
-    results_path = out_dir / RESULTS_FILE
     with contextlib.suppress(MMWError, OSError):
-        results = read_results(results_path)
-        if isinstance(results, VideoResults) and results.complete and abs(results.fps_sampled - job.fps) < 1e-9:
+        results = read_results(folder / RESULTS_FILE)
+        if isinstance(results, VideoResults) and results.complete and abs(results.fps_sampled - fps) < 1e-9:
             return results
     return None
 
@@ -183,7 +184,7 @@ def analyse_one(job: VideoJob, settings: ClientSettings, queue: Any = None) -> V
             path = fetch_url(job.source, Path(job.downloads or out_dir.parent / ".downloads")) \
                 if is_url(job.source) else Path(job.source)
             info = probe(path)
-            done = _finished(out_dir, job)
+            done = finished_results(out_dir, job.fps, OutputSelection.parse(job.outputs))
             if done is not None:
                 return outcome("done", frames=len(done.frames), duration_s=done.duration_s)
             resume = load_resume(out_dir, job.source, job.fps) if (out_dir / RESULTS_FILE).is_file() else None
